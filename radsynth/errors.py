@@ -1,0 +1,25 @@
+"""User-facing errors. Every message must make sense to a clinician reading it in the Slicer panel."""
+
+
+class RadSynthError(Exception):
+    """Base class for mistakes in user input or set-up; the operation changed nothing."""
+
+
+class InvalidImageError(RadSynthError):
+    """The image cannot be used (wrong dimensionality, not CT, unreadable)."""
+
+
+class InvalidMaskError(RadSynthError):
+    """The mask is empty, outside the image, or unusable."""
+
+
+class ModelError(RadSynthError):
+    """A model folder is missing, corrupt, or does not fit the request."""
+
+
+class CancelledError(RadSynthError):
+    """The user cancelled the operation; nothing was written."""
+
+
+class WorkerError(RadSynthError):
+    """The background worker failed or stopped unexpectedly."""

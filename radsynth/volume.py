@@ -1,0 +1,155 @@
+"""Volume = voxel array + physical geometry, read and written with SimpleITK.
+
+Arrays are indexed (k, j, i) like SimpleITK's GetArrayFromImage; geometry is LPS like ITK. The conversion to
+Slicer's RAS lives only in ``radsynth.mrml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InvalidImageError, InvalidMaskError
+
+#: NRRD header key (and node attribute) marking generated content. Written as "RadSynth.Synthetic:=1".
+SYNTHETIC_KEY = "RadSynth.Synthetic"
+SYNTHETIC_SUFFIX = " - synthetic"
+PROVENANCE_KEY = "RadSynth.Provenance"
+
+
+@dataclasses.dataclass
+class Volume:
+    array: np.ndarray                 # (k, j, i)
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]
+    direction: tuple[float, ...]      # 9 values, row-major, ITK convention
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    # -- geometry -------------------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    def same_grid(self, other: "Volume", tol: float = 1e-4) -> bool:
+        return (self.array.shape == other.array.shape
+                and np.allclose(self.origin, other.origin, atol=tol)
+                and np.allclose(self.spacing, other.spacing, atol=tol)
+                and np.allclose(self.direction, other.direction, atol=tol))
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        return Volume(array, self.origin, self.spacing, self.direction, dict(self.metadata))
+
+    def index_to_physical(self, kji: np.ndarray) -> np.ndarray:
+        """(N, 3) voxel indices in (k, j, i) order → (N, 3) LPS points."""
+        ijk = np.asarray(kji, dtype=float)[..., ::-1]
+        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        return np.asarray(self.origin) + (ijk * np.asarray(self.spacing)) @ d.T
+
+    # -- SimpleITK ------------------------------------------------------------------------------------------------
+    def to_sitk(self) -> sitk.Image:
+        img = sitk.GetImageFromArray(self.array)
+        img.SetOrigin(tuple(float(v) for v in self.origin))
+        img.SetSpacing(tuple(float(v) for v in self.spacing))
+        img.SetDirection(tuple(float(v) for v in self.direction))
+        for k, v in self.metadata.items():
+            img.SetMetaData(k, str(v))
+        return img
+
+    @classmethod
+    def from_sitk(cls, img: sitk.Image) -> "Volume":
+        if img.GetDimension() != 3:
+            raise InvalidImageError(
+                f"Expected a 3D image, got a {img.GetDimension()}D image. "
+                "Load a single 3D volume (not a single slice or a time series).")
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            raise InvalidImageError("Expected a scalar image; got a multi-component (colour or vector) image.")
+        if min(img.GetSize()) < 2:
+            raise InvalidImageError(f"The image is a single slice (size {img.GetSize()}); a 3D volume is needed.")
+        meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys() if k.startswith("RadSynth")}
+        return cls(sitk.GetArrayFromImage(img), img.GetOrigin(), img.GetSpacing(), img.GetDirection(), meta)
+
+    # -- provenance -----------------------------------------------------------------------------------------------
+    @property
+    def is_synthetic(self) -> bool:
+        return self.metadata.get(SYNTHETIC_KEY) == "1"
+
+    def mark_synthetic(self, provenance: str) -> "Volume":
+        self.metadata[SYNTHETIC_KEY] = "1"
+        prior = self.metadata.get(PROVENANCE_KEY)
+        self.metadata[PROVENANCE_KEY] = f"{prior}; {provenance}" if prior else provenance
+        return self
+
+
+PathLike = Union[str, Path]
+
+
+def read_volume(path: PathLike) -> Volume:
+    """Read NRRD / NIfTI / MHA files or a DICOM series folder (the largest series in it)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidImageError(f"File or folder not found: {path}")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InvalidImageError(f"No DICOM series found in folder {path}")
+            files = max((reader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
+            reader.SetFileNames(files)
+            img = reader.Execute()
+        else:
+            img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InvalidImageError(f"Could not read {path}: {str(exc).strip().splitlines()[-1]}") from exc
+    return Volume.from_sitk(img)
+
+
+def write_volume(volume: Volume, path: PathLike) -> None:
+    """Write with compression; provenance keys become NRRD header fields (``key:=value``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".partial" + "".join(path.suffixes))
+    sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=True)
+    tmp.replace(path)  # never leave a half-written result behind
+
+
+def synthetic_name(name: str) -> str:
+    return name if name.endswith(SYNTHETIC_SUFFIX) else name + SYNTHETIC_SUFFIX
+
+
+# -- validation ---------------------------------------------------------------------------------------------------
+CT_RANGE = (-1200.0, 4000.0)
+
+
+def check_ct(volume: Volume) -> None:
+    """Refuse images whose intensities cannot be Hounsfield units (MRI, normalized, or PET images)."""
+    a = volume.array
+    lo, hi = float(a.min()), float(a.max())
+    p01, p50 = np.percentile(a[:: max(1, a.shape[0] // 8)], [1, 50])
+    if lo < CT_RANGE[0] - 1000 or hi > 40000 or p01 > -500 or hi - lo < 500:
+        raise InvalidImageError(
+            f"This does not look like a CT in Hounsfield units (range {lo:.0f}..{hi:.0f}, 1st percentile "
+            f"{p01:.0f}, median {p50:.0f}); the models were trained on CT. Select a CT volume.")
+
+
+def mask_on_grid(mask: Volume, image: Volume) -> Volume:
+    """Return ``mask`` as a binary uint8 volume on ``image``'s grid (nearest-neighbour resampling if needed)."""
+    if mask.array.ndim != 3:
+        raise InvalidMaskError("The mask must be a 3D label volume.")
+    if not mask.same_grid(image):
+        res = sitk.Resample(mask.to_sitk() > 0 if mask.array.dtype != np.uint8 else mask.to_sitk(),
+                            image.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        arr = sitk.GetArrayFromImage(res) > 0
+    else:
+        arr = mask.array > 0
+    out = image.with_array(arr.astype(np.uint8))
+    out.metadata = {}
+    if not out.array.any():
+        if mask.array.any():
+            raise InvalidMaskError("The mask lies outside the image: no mask voxel falls inside the CT volume.")
+        raise InvalidMaskError("The mask is empty: draw the region with the Segment Editor first.")
+    return out
