@@ -1,0 +1,1 @@
+"""User-level operations on Volume objects."""
