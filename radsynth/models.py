@@ -79,11 +79,17 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: P
                          f"{str(exc).splitlines()[0]}") from exc
 
 
-def save_model(folder: Path | str, module: torch.nn.Module, card: dict[str, Any]) -> dict[str, Any]:
-    """Write weights and card (with the checksum filled in); returns the card."""
+def save_model(folder: Path | str, module: torch.nn.Module, card: dict[str, Any],
+               half: bool = False) -> dict[str, Any]:
+    """Write weights and card (with the checksum filled in); returns the card.
+
+    ``half`` stores floating-point tensors as float16 (half the size; load_state_dict casts back on load).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(folder / WEIGHTS))
     card = dict(card, sha256=sha256_file(folder / WEIGHTS))
     (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")

@@ -26,9 +26,12 @@ from ..samplers.bridge import sample_bridge
 from ..volume import Volume, check_ct, mask_on_grid
 from .loading import TumorModels, load_models
 
-#: generation covers the mask dilated by MARGIN (partial-volume rim of a tumour); blending fades over FEATHER beyond
-MARGIN_MM = 3.0
+#: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too); synthesis fills the
+#: mask exactly, as in training (a dilated hole grew a halo around synthetic tumours). Blending fades over FEATHER.
+MARGIN_MM = {"remove": 3.0, "synthesize": 0.0}
 FEATHER_MM = 3.0
+#: room kept around any mask inside the model's box, whatever the operation
+REACH_MM = max(MARGIN_MM.values()) + FEATHER_MM
 STAGE_WEIGHTS = {"load": 1.0, "crop": 0.5, "encode": 0.5, "sample": 8.0, "decode": 0.5, "paste": 0.5,
                  "radiomics": 1.0}
 
@@ -75,14 +78,14 @@ class _Timer:
 def _validated_mask(image: Volume, mask: Volume, models: TumorModels) -> np.ndarray:
     check_ct(image)
     on_grid = mask_on_grid(mask, image).array > 0
-    check_mask_fits(image, on_grid, models.spec, MARGIN_MM + FEATHER_MM)
+    check_mask_fits(image, on_grid, models.spec, REACH_MM)
     return on_grid
 
 
 def _generate(models: TumorModels, region: Region, condition: Optional[np.ndarray], guidance: float,
-              steps: int, eta: float, seed: int, timer: _Timer) -> np.ndarray:
+              steps: int, eta: float, seed: int, margin_mm: float, timer: _Timer) -> np.ndarray:
     dev = models.device
-    voxels = int(round(MARGIN_MM / models.spec.spacing[0]))
+    voxels = int(round(margin_mm / models.spec.spacing[0]))
     gen_mask = ndimage.binary_dilation(region.mask > 0, iterations=max(voxels, 0)).astype(np.float32)
     fill = float(models.texture_card.get("fill", 0.0))
     masked = np.where(gen_mask > 0, fill, region.image).astype(np.float32)
@@ -132,9 +135,10 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
         on_grid = _validated_mask(image, mask, models)
         condition = None if condition_features is None else models.normalizer.normalize(condition_features)
         region = extract(image, on_grid, models.spec)
-    generated = _generate(models, region, condition, guidance, steps, eta, seed, timer)
+    margin = MARGIN_MM[operation]
+    generated = _generate(models, region, condition, guidance, steps, eta, seed, margin, timer)
     with timer("paste"):
-        out = paste(image, region, generated, on_grid, margin_mm=MARGIN_MM, feather_mm=FEATHER_MM)
+        out = paste(image, region, generated, on_grid, margin_mm=margin, feather_mm=FEATHER_MM)
     rows = None
     if condition_features is not None:
         with timer("radiomics"):
@@ -143,7 +147,7 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     staged.done()
     settings = {"steps": steps, "eta": eta, "seed": seed, "guidance": guidance if condition is not None else 0.0,
                 "device": str(models.device), "region_spec": dataclasses.asdict(models.spec),
-                "margin_mm": MARGIN_MM, "feather_mm": FEATHER_MM, "demo_models": models.is_demo,
+                "margin_mm": margin, "feather_mm": FEATHER_MM, "demo_models": models.is_demo,
                 "torch": torch.__version__, "python": platform.python_version()}
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
     mask_vol = image.with_array(on_grid.astype(np.uint8))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..device import pick_device
 from ..errors import RadSynthError
-from ..models import save_model
+from ..models import load_into, load_model, save_model
 from ..processes.bridge import BrownianBridge
 from ..radiomics import FeatureNormalizer, texture_feature_names, texture_features
 from ..region import RegionSpec
@@ -33,6 +33,9 @@ from .data import (Case, cases_from_folder, crop, hemithorax, lesion_mask, load_
 from ..nets.texture_unet import DEFAULT_UNET, TextureUNet
 from ..pipelines.loading import load_codec
 
+#: the masked region is ~1% of a latent: unweighted, the loss is dominated by copying context and the model
+#: learns identity (it did: the first demo model filled every hole with the fill value)
+HOLE_WEIGHT = 20.0
 FILL = 0.0  # masked voxels get 0 HU-equivalent; the explicit mask channel tells the model which voxels are unknown
 
 
@@ -46,6 +49,28 @@ def _features(crop_img: np.ndarray, mask: np.ndarray, spec: RegionSpec) -> dict[
         return texture_features(vol, mask)
     except RadSynthError:
         return None
+
+
+def _tumour_shapes(cases: list[Case], size: int) -> list[np.ndarray]:
+    shapes = []
+    for case in cases:
+        if case.tumor.any():
+            idx = np.argwhere(case.tumor)
+            shapes.append(crop(case.tumor, (idx.min(0) + idx.max(0)) // 2, size, False))
+    return shapes
+
+
+def _healthy_mask(cases: list[Case], size: int, spec: RegionSpec, rng: np.random.Generator) -> np.ndarray:
+    """A mask to put on healthy tissue: a real tumour's shape (randomly flipped) 30% of the time, as in the paper's
+    removal samples, else a procedural lesion up to 60 mm so large tumours can be removed too."""
+    shapes = _tumour_shapes(cases, size)
+    if shapes and rng.random() < 0.3:
+        mask = shapes[rng.integers(len(shapes))]
+        for axis in range(3):
+            if rng.random() < 0.5:
+                mask = np.flip(mask, axis)
+        return np.ascontiguousarray(mask)
+    return lesion_mask(size, spec.spacing[0], rng, diameter_mm=(8.0, 60.0))
 
 
 def build_bank(cases: list[Case], spec: RegionSpec, n: int, tumor_fraction: float, rng: np.random.Generator):
@@ -64,7 +89,7 @@ def build_bank(cases: list[Case], spec: RegionSpec, n: int, tumor_fraction: floa
             region = (lung_region(case) if rng.random() < 0.6 else case.body) & hemithorax(case, size, "train")
             center = random_center(case, rng, region, margin=size // 4)
             img = crop(case.image, center, size, -1.0)
-            msk = lesion_mask(size, spec.spacing[0], rng)
+            msk = _healthy_mask(cases, size, spec, rng)
             if (crop(case.tumor, center, size, False) & msk).any():
                 continue  # a healthy-tissue target must not contain tumour
             removal = rng.random() < 0.5
@@ -92,7 +117,7 @@ def encode_bank(codec, bank, normalizer: FeatureNormalizer, device, factor: int)
 
 
 def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, batch: int, lr: float,
-          device_name: str, seed: int) -> dict:
+          device_name: str, seed: int, init: Path | None = None) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = pick_device(device_name)
@@ -113,6 +138,9 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     bridge = BrownianBridge()
     arch = dict(DEFAULT_UNET)
     model = TextureUNet(vq_card["latent"]["channels"], len(names), arch).to(device)
+    if init is not None:
+        _, init_state = load_model(init, "bbdm-texture")
+        load_into(model, init_state, init)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -123,7 +151,8 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
         t = bridge.sample_timesteps(batch).to(device)
         noise = torch.randn_like(bx0)
         pred = model(bridge.q_sample(bx0, by, t, noise), by, bm, t, bf, bn)
-        loss = (pred - bridge.target(bx0, by, t, noise)).abs().mean()
+        weight = 1.0 + HOLE_WEIGHT * F.max_pool3d((bm > 0).float(), 3, stride=1, padding=1)
+        loss = ((pred - bridge.target(bx0, by, t, noise)).abs() * weight).sum() / (weight.sum() * bx0.shape[1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -149,14 +178,16 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
         "sampling": {"default_steps": 20, "eta": 0.0},
         "features": normalizer.to_dict(),
         "fill": FILL,
+        "weights_dtype": "float16",
         "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,
-                     "steps": steps, "batch": batch, "lr": lr, "device": str(device),
+                     "steps": steps, "batch": batch, "lr": lr, "device": str(device), "hole_weight": HOLE_WEIGHT,
+                     "init": str(init) if init else None,
                      "seconds": round(time.time() - t0), "final": log[-1] if log else None},
     }
     if data is None:
         card["warning"] = ("DEMO MODEL trained for minutes on two sample chest CTs; for trying the software only, "
                            "not for research or clinical use.")
-    return save_model(out, ema, card)
+    return save_model(out, ema, card, half=True)
 
 
 def main() -> None:
@@ -170,8 +201,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None, help="continue from this texture model's weights")
     a = p.parse_args()
-    card = train(a.vqgan, a.out, a.data, a.samples, a.steps, a.batch, a.lr, a.device, a.seed)
+    card = train(a.vqgan, a.out, a.data, a.samples, a.steps, a.batch, a.lr, a.device, a.seed, a.init)
     print(json.dumps(card["training"], indent=1))
 
 
