@@ -1,0 +1,109 @@
+"""Static checks of the TumorSynth Slicer module: it compiles, its logic stays Qt-free, its resources are valid.
+
+The widget itself needs the Slicer application and is exercised by ``TumorSynthTest`` inside Slicer.
+"""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "TumorSynth"
+LOGIC = MODULE / "TumorSynthLib" / "logic.py"
+WIDGET = MODULE / "TumorSynth.py"
+UI = MODULE / "Resources" / "UI" / "TumorSynth.ui"
+GUI_ONLY = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "PythonQt")
+
+
+@pytest.mark.parametrize("path", [WIDGET, LOGIC, MODULE / "TumorSynthLib" / "__init__.py"], ids=lambda p: p.name)
+def test_module_files_compile(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    return names
+
+
+def test_logic_is_qt_free_and_scene_free():
+    tree = ast.parse(LOGIC.read_text(encoding="utf-8"))
+    bad = [n for n in _imports(tree) if any(n == g or n.startswith(g + ".") for g in GUI_ONLY)]
+    assert not bad, f"logic.py imports GUI modules: {bad}"
+    # MRML is reached only through radsynth.mrml, never through the application's global scene
+    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not attrs & {"mrmlScene", "app", "util"}
+    assert "slicer" not in {n.split(".")[0] for n in _imports(tree)}
+
+
+def test_the_checker_catches_a_qt_import():
+    tree = ast.parse("import os\nfrom slicer.util import errorDisplay\nimport qt\n")
+    found = [n for n in _imports(tree) if any(n == g or n.startswith(g + ".") for g in GUI_ONLY)]
+    assert "qt" in found and "slicer.util" in found
+
+
+def test_widget_declares_module_metadata():
+    tree = ast.parse(WIDGET.read_text(encoding="utf-8"))
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert {"TumorSynth", "TumorSynthWidget", "TumorSynthLogic", "TumorSynthTest"} <= classes
+    text = WIDGET.read_text(encoding="utf-8")
+    assert 'categories = ["Synthesis"]' in text and "synthetic" in text
+    assert "PyTorchUtilsLogic().installTorch(askConfirmation=True)" in text
+
+
+def test_ui_is_valid_designer_xml_with_the_panel_widgets():
+    root = ET.parse(UI).getroot()
+    assert root.tag == "ui"
+    widgets = {w.get("name"): w for w in root.iter("widget")}
+    sections = {w.find("property[@name='text']/string").text
+                for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"}
+    assert sections == {"Inputs", "Operation", "Texture", "Advanced", "Run"}
+    expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentSelector": "qMRMLSegmentSelectorWidget",
+                "textureSegmentSelector": "qMRMLSegmentSelectorWidget", "presetComboBox": "QComboBox",
+                "removeRadioButton": "QRadioButton", "synthesizeRadioButton": "QRadioButton",
+                "stepsSpinBox": "QSpinBox", "seedSpinBox": "QSpinBox", "guidanceSliderWidget": "ctkSliderWidget",
+                "progressBar": "QProgressBar", "applyButton": "QPushButton", "cancelButton": "QPushButton",
+                "statusLabel": "QLabel"}
+    for name, cls in expected.items():
+        assert name in widgets and widgets[name].get("class") == cls, name
+    types = [s.text for s in widgets["inputVolumeSelector"].find("property[@name='nodeTypes']").iter("string")]
+    assert types == ["vtkMRMLScalarVolumeNode"]
+    declared = {c.find("class").text for c in root.iter("customwidget")}
+    used = {w.get("class") for w in widgets.values() if not w.get("class").startswith("Q")}
+    assert used <= declared
+    # every widget the panel code touches exists in the .ui
+    touched = set(re.findall(r"self\.ui\.(\w+)", WIDGET.read_text(encoding="utf-8")))
+    assert touched <= set(widgets), touched - set(widgets)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_icons_and_cmake_list_every_file():
+    for icon in (ROOT / "Resources" / "Icons" / "RadSynth.png", MODULE / "Resources" / "Icons" / "TumorSynth.png"):
+        assert _png_size(icon) == (128, 128)
+        assert icon.stat().st_size < 64_000
+    cmake = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8").replace("${MODULE_NAME}", "TumorSynth")
+    for rel in ("TumorSynth.py", "TumorSynthLib/__init__.py", "TumorSynthLib/logic.py",
+                "Resources/UI/TumorSynth.ui", "Resources/Icons/TumorSynth.png"):
+        assert rel in cmake and (MODULE / rel).is_file(), rel
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    for needle in ("project(RadSynth)", "find_package(Slicer", "include(${Slicer_USE_FILE})",
+                   "add_subdirectory(TumorSynth)", "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR",
+                   "include(${Slicer_EXTENSION_CPACK})"):
+        assert needle in top, needle
