@@ -47,7 +47,7 @@ def timing(models, repeats: int) -> dict:
     return out
 
 
-def quality(models, regions: int, steps_list: list[int]) -> dict:
+def quality(models, regions: int, steps_list: list[int], eta: float) -> dict:
     window = models.spec.window
     data_range = window[1] - window[0]
     rows = {s: {"psnr": [], "ssim": []} for s in steps_list}
@@ -56,7 +56,7 @@ def quality(models, regions: int, steps_list: list[int]) -> dict:
         for i, mask in enumerate(heldout_regions(image, regions, seed=11)):
             mvol = image.with_array(mask.astype(np.uint8))
             for s in steps_list:
-                res = remove(image, mvol, models, steps=s, seed=i)
+                res = remove(image, mvol, models, steps=s, eta=eta, seed=i)
                 ref = np.clip(image.array, *window)
                 test = np.clip(res.volume.array, *window)
                 rows[s]["psnr"].append(psnr_in_mask(ref, test, mask, data_range))
@@ -64,7 +64,7 @@ def quality(models, regions: int, steps_list: list[int]) -> dict:
     summary = {s: {"psnr_db": round(float(np.mean(v["psnr"])), 2), "ssim": round(float(np.mean(v["ssim"])), 4),
                    "n": len(v["psnr"])} for s, v in rows.items()}
     for s, v in summary.items():
-        print(f"steps {s:4d}: PSNR {v['psnr_db']:.2f} dB  SSIM {v['ssim']:.4f}  (n={v['n']})", flush=True)
+        print(f"eta {eta:g} steps {s:4d}: PSNR {v['psnr_db']:.2f} dB  SSIM {v['ssim']:.4f}  (n={v['n']})", flush=True)
     best = summary[max(steps_list)]["psnr_db"]
     default = min(s for s in steps_list if summary[s]["psnr_db"] >= best - 0.5)
     print(f"smallest step count within 0.5 dB of {max(steps_list)} steps: {default}")
@@ -77,6 +77,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--regions", type=int, default=6)
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 200])
+    p.add_argument("--eta", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--json", default=None)
     a = p.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"model load {load_s:.2f}s")
     result = {"machine": machine, "model_load_s": round(load_s, 3), "timing": timing(models, a.repeats)}
     if not a.skip_quality:
-        result["quality"] = quality(models, a.regions, a.steps)
+        result["quality"] = {f"eta={eta:g}": quality(models, a.regions, a.steps, eta) for eta in a.eta}
     result["peak_rss_mb"] = round(peak_rss_mb())
     if torch.cuda.is_available():
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20)

@@ -117,7 +117,7 @@ def encode_bank(codec, bank, normalizer: FeatureNormalizer, device, factor: int)
 
 
 def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, batch: int, lr: float,
-          device_name: str, seed: int, init: Path | None = None) -> dict:
+          device_name: str, seed: int, init: Path | None = None, save_every: int = 0) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = pick_device(device_name)
@@ -144,6 +144,8 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    make_card = _card(out, data, arch, vq_card, bridge, normalizer, sources, bank, n_tumor, batch, lr, device, t0,
+                      init)
     t1, log = time.time(), []
     for step in range(1, steps + 1):
         idx = torch.from_numpy(rng.integers(0, len(bank), batch))
@@ -165,29 +167,36 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
         if step % 50 == 0 or step == steps:
             log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.time() - t1, 1)})
             print(json.dumps(log[-1]), flush=True)
+        if step == steps or (save_every and step % save_every == 0):
+            saved = save_model(out, ema, make_card(step, log), half=True)
+    return saved
 
-    card = {
-        "name": out.name, "kind": "bbdm-texture", "version": "0.1.0",
-        "description": "Brownian-bridge texture generator in the VQ-GAN latent; synthesis (radiomics tokens) and "
-                       "removal (learned null) in one model.",
-        "demo": data is None,
-        "architecture": arch,
-        "latent_channels": vq_card["latent"]["channels"],
-        "vqgan": {"name": vq_card["name"], "version": vq_card["version"], "sha256": vq_card["sha256"]},
-        "bridge": {"num_steps": bridge.num_steps, "m_min": 0.001, "m_max": 0.999, "max_var": 1.0},
-        "sampling": {"default_steps": 20, "eta": 0.0},
-        "features": normalizer.to_dict(),
-        "fill": FILL,
-        "weights_dtype": "float16",
-        "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,
-                     "steps": steps, "batch": batch, "lr": lr, "device": str(device), "hole_weight": HOLE_WEIGHT,
-                     "init": str(init) if init else None,
-                     "seconds": round(time.time() - t0), "final": log[-1] if log else None},
-    }
-    if data is None:
-        card["warning"] = ("DEMO MODEL trained for minutes on two sample chest CTs; for trying the software only, "
-                           "not for research or clinical use.")
-    return save_model(out, ema, card, half=True)
+
+def _card(out, data, arch, vq_card, bridge, normalizer, sources, bank, n_tumor, batch, lr, device, t0, init):
+    def make(step: int, log: list) -> dict:
+        card = {
+            "name": out.name, "kind": "bbdm-texture", "version": "0.1.0",
+            "description": "Brownian-bridge texture generator in the VQ-GAN latent; synthesis (radiomics tokens) and "
+                           "removal (learned null) in one model.",
+            "demo": data is None,
+            "architecture": arch,
+            "latent_channels": vq_card["latent"]["channels"],
+            "vqgan": {"name": vq_card["name"], "version": vq_card["version"], "sha256": vq_card["sha256"]},
+            "bridge": {"num_steps": bridge.num_steps, "m_min": 0.001, "m_max": 0.999, "max_var": 1.0},
+            "sampling": {"default_steps": 20, "eta": 0.0},
+            "features": normalizer.to_dict(),
+            "fill": FILL,
+            "weights_dtype": "float16",
+            "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,
+                         "steps": step, "batch": batch, "lr": lr, "device": str(device), "hole_weight": HOLE_WEIGHT,
+                         "init": str(init) if init else None,
+                         "seconds": round(time.time() - t0), "final": log[-1] if log else None},
+        }
+        if data is None:
+            card["warning"] = ("DEMO MODEL trained for minutes on two sample chest CTs; for trying the software only, "
+                               "not for research or clinical use.")
+        return card
+    return make
 
 
 def main() -> None:
@@ -202,8 +211,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, help="continue from this texture model's weights")
+    p.add_argument("--save-every", type=int, default=0, help="also save the model every N steps")
     a = p.parse_args()
-    card = train(a.vqgan, a.out, a.data, a.samples, a.steps, a.batch, a.lr, a.device, a.seed, a.init)
+    card = train(a.vqgan, a.out, a.data, a.samples, a.steps, a.batch, a.lr, a.device, a.seed, a.init, a.save_every)
     print(json.dumps(card["training"], indent=1))
 
 
