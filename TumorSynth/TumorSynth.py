@@ -24,6 +24,7 @@ if importlib.util.find_spec("radsynth") is None and os.path.isdir(os.path.join(_
 
 from radsynth.errors import CancelledError, RadSynthError  # noqa: E402
 from TumorSynthLib import logic as core  # noqa: E402
+from TumorSynthLib import panel as ops_panel  # noqa: E402
 
 #: import name -> pip requirement, for what Slicer's Python lacks; torch comes from the PyTorch extension
 PIP_REQUIREMENTS = {"monai": "monai==1.6.1", "radiomics": "pyradiomics-bhklab>=3.1.4",
@@ -39,7 +40,10 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.contributors = ["RadSynth contributors"]
         self.parent.helpText = (
             "Remove a tumour (fill it with healthy-looking tissue) or synthesize tumour tissue inside a segment, "
-            "with the radiomics texture of another tumour or of a preset, using diffusion models.<br>"
+            "with the radiomics texture of another tumour or of a preset, using diffusion models. Place a new "
+            "tumour at a clicked point or in a painted region, with shape and texture sliders; move, resize or "
+            "re-texture a tumour; generate several variants. Each run adds new nodes and selects them as the "
+            "inputs of the next, so you can iterate.<br>"
             "Inputs are never modified. Every output volume is <b>marked synthetic</b>: its name ends in "
             "\" - synthetic\", it carries the node attribute <code>RadSynth.Synthetic=1</code>, and the mark is "
             "written into saved NRRD headers. The bundled models are demo models, for trying the software only.")
@@ -54,8 +58,10 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic, core.TumorSynthLogic):
         core.TumorSynthLogic.__init__(self, runner)
 
     def setDefaultParameters(self, parameterNode):
+        from radsynth.radiomics import list_presets
+        # the preset combo box shows its first entry, so the parameter must say so too
         defaults = {"Operation": core.SYNTHESIZE, "TextureSource": core.TEXTURE_PRESET, "Steps": "0",
-                    "Seed": "0", "Guidance": "1.0"}
+                    "Seed": "0", "Guidance": "1.0", "Preset": (list_presets() or [""])[0], **ops_panel.DEFAULTS}
         for key, value in defaults.items():
             if not parameterNode.GetParameter(key):
                 parameterNode.SetParameter(key, value)
@@ -96,7 +102,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._job = None
+        self.logic = self._parameterNode = self._job = self.panel = None
+        self._jobLogic = self._jobDone = None
         self._updating = False
 
     def setup(self):
@@ -127,6 +134,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelDirPathLineEdit.currentPathChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.panel = ops_panel.OperationsPanel(self, ensure_dependencies)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -134,6 +142,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.onCancel()
         self._timer.stop()
+        self.panel.cleanup()
         self.removeObservers()
         if hasattr(self.logic.runner, "close"):
             self.logic.runner.close()  # stops the worker process and frees its models
@@ -158,6 +167,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if volume:
                 self._parameterNode.SetNodeReferenceID("InputVolume", volume.GetID())
+        self.panel.resetTexture(onlyIfUnset=True)
 
     def setParameterNode(self, node):
         if node is not None:
@@ -199,6 +209,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for w in (ui.textureVolumeSelector, ui.textureVolumeLabel, ui.textureSegmentSelector,
                       ui.textureSegmentLabel):
                 w.visible = from_segment
+            self.panel.updateGUI(p)
             self._updateButtons()
         finally:
             self._updating = False
@@ -223,6 +234,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.SetParameter("Seed", str(ui.seedSpinBox.value))
         p.SetParameter("Guidance", str(ui.guidanceSliderWidget.value))
         p.SetParameter("ModelDir", ui.modelDirPathLineEdit.currentPath)
+        self.panel.updateParameterNode(p)
         p.EndModify(wasModified)
 
     def parameters(self):
@@ -243,8 +255,12 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                  and bool(p.GetParameter("SegmentID")))
         self.ui.applyButton.enabled = ready and not running
         self.ui.cancelButton.enabled = running
+        self.panel.updateButtons(running)
 
     # -- running ------------------------------------------------------------------------------------------------
+    def busy(self):
+        return self._job is not None
+
     def onApply(self):
         if self._job is not None or not ensure_dependencies():
             return
@@ -253,7 +269,11 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except RadSynthError as exc:
             slicer.util.errorDisplay(str(exc), windowTitle="TumorSynth")
             return
-        self._job = core.BackgroundRun(self.logic, request)
+        self.startJob(self.logic, request, self._showSynthesis)
+
+    def startJob(self, logic, request, done):
+        """Run ``logic.execute`` in the background; on success ``logic.apply`` adds the nodes, then ``done(nodes)``."""
+        self._job, self._jobLogic, self._jobDone = core.BackgroundRun(logic, request), logic, done
         self._job.start()
         self.ui.progressBar.value = 0
         self._timer.start()
@@ -290,17 +310,20 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(str(job.error), windowTitle="TumorSynth")
             return
         try:
-            nodes = self.logic.apply(job.request, job.result, slicer.mrmlScene)
+            nodes = self._jobLogic.apply(job.request, job.result, slicer.mrmlScene)
         except RadSynthError as exc:
             slicer.util.errorDisplay(str(exc), windowTitle="TumorSynth")
             return
-        slicer.util.setSliceViewerLayers(background=nodes["volume"], fit=False)
         self.ui.progressBar.value = 1000
+        self._jobDone(nodes)
+
+    def _showSynthesis(self, nodes):
+        slicer.util.setSliceViewerLayers(background=nodes["volume"], fit=False)
         self.ui.statusLabel.text = f"Added '{nodes['volume'].GetName()}' (marked synthetic)."
 
 
 class TumorSynthTest(ScriptedLoadableModuleTest):
-    """Remove and synthesize on the lung1 sample CT, as in Testing/mrml/test_tumorsynth_logic.py."""
+    """Remove, synthesize, move and resize on the lung1 sample CT, as in Testing/mrml/test_tumorsynth_*.py."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -345,4 +368,16 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
             self.assertEqual(out["segmentation"].GetName(), seg_name)
             self.assertTrue((mrml.volume_from_node(node).array == ct.array).all())
         self.assertGreater(out["table"].GetTable().GetNumberOfRows(), 0)
+        self.delayDisplay("Moving the nodule 10 mm up, then resizing the moved one")
+        from TumorSynthLib import operations as ops
+        centre = ops.centroid_lps(mrml.segment_to_mask(seg, segment_id, node))
+        point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "target")
+        point.AddControlPoint(-centre[0], -centre[1], centre[2] + 10.0)
+        logic = ops.OperationsLogic()
+        moved = logic.run(ops.OperationParameters(operation=ops.MOVE, input_volume=node, segmentation=seg,
+                                                  segment_id=segment_id, point=point, steps=4))[0]
+        resized = logic.run(ops.OperationParameters(
+            operation=ops.RESIZE, input_volume=moved["volume"], segmentation=moved["segmentation"],
+            segment_id=moved["segment_id"], shape={"volume_ml": 2.0}, steps=4))[0]
+        self.assertEqual(resized["volume"].GetName(), "lung1 - moved - resized - synthetic")
         self.delayDisplay("Test passed")

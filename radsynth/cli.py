@@ -174,26 +174,39 @@ def tumor_synthesize(
         steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE,
         models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Grow a tumour inside MASK whose texture features match a tumour, a feature file or a preset."""
-    chosen = [name for name, value in (("--texture-from", texture_from), ("--features", features),
-                                       ("--preset", preset)) if value]
-    if len(chosen) != 1:
-        raise _fail(RadSynthError("Give exactly one texture source: --texture-from IMAGE,MASK, --features FILE "
-                                  f"or --preset NAME (got {', '.join(chosen) or 'none'})."))
+    try:
+        check_texture_source(texture_from, features, preset)
+    except RadSynthError as exc:
+        raise _fail(exc) from None
 
     def target() -> tuple[dict, dict]:
-        from . import radiomics
-        if preset:
-            return radiomics.load_preset(preset), {"texture_preset": preset}
-        if features:
-            return radiomics.load_features_json(features), {"texture_features_file": str(features)}
-        parts = [p.strip() for p in texture_from.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise RadSynthError("--texture-from needs two paths separated by a comma: IMAGE,MASK.")
-        src_image, src_mask = _read_inputs(Path(parts[0]), Path(parts[1]))
-        return radiomics.texture_features(src_image, src_mask), {"texture_from": parts}
+        return texture_target(texture_from, features, preset)
 
     _run("synthesize", image, mask, out, out_mask, report, steps, seed, device, models, in_process,
          target_fn=target, guidance=guidance)
+
+
+def check_texture_source(texture_from: Optional[str], features: Optional[Path], preset: Optional[str]) -> None:
+    chosen = [name for name, value in (("--texture-from", texture_from), ("--features", features),
+                                       ("--preset", preset)) if value]
+    if len(chosen) != 1:
+        raise RadSynthError("Give exactly one texture source: --texture-from IMAGE,MASK, --features FILE "
+                            f"or --preset NAME (got {', '.join(chosen) or 'none'}).")
+
+
+def texture_target(texture_from: Optional[str], features: Optional[Path], preset: Optional[str]) -> tuple[dict, dict]:
+    """(target texture features, how they were chosen) from exactly one of the three texture sources."""
+    from . import radiomics
+    check_texture_source(texture_from, features, preset)
+    if preset:
+        return radiomics.load_preset(preset), {"texture_preset": preset}
+    if features:
+        return radiomics.load_features_json(features), {"texture_features_file": str(features)}
+    parts = [p.strip() for p in texture_from.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise RadSynthError("--texture-from needs two paths separated by a comma: IMAGE,MASK.")
+    src_image, src_mask = _read_inputs(Path(parts[0]), Path(parts[1]))
+    return radiomics.texture_features(src_image, src_mask), {"texture_from": parts}
 
 
 # -- utilities ----------------------------------------------------------------------------------------------------
@@ -231,6 +244,8 @@ def demo_cmd(out: Path = typer.Option(Path("out/demo"), "--out", help="Folder fo
     for line in summary_lines(report):
         typer.echo(line)
 
+
+from . import cli_ops  # noqa: E402,F401  (registers tumor place/move/resize/retexture)
 
 if __name__ == "__main__":
     app()

@@ -53,16 +53,6 @@ def segmentation_from_labelmap(scene, labelmap):
     return seg, [s.GetNthSegmentID(i) for i in range(s.GetNumberOfSegments())]
 
 
-@pytest.fixture
-def scene():
-    """A scene as Slicer sets it up: the segmentations logic registers the representation converters."""
-    scene = slicer.vtkMRMLScene()
-    logic = slicer.vtkSlicerSegmentationsModuleLogic()
-    logic.SetMRMLScene(scene)
-    yield scene
-    logic.SetMRMLScene(None)
-
-
 # -- volumes ------------------------------------------------------------------------------------------------------
 def test_round_trip_oblique_anisotropic_is_exact(scene):
     vol = oblique_volume()

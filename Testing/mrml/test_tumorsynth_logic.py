@@ -68,16 +68,6 @@ def logic() -> TumorSynthLogic:
 
 
 @pytest.fixture
-def scene():
-    """A scene as Slicer sets it up: the segmentations logic registers the representation converters."""
-    scene = slicer.vtkMRMLScene()
-    logic = slicer.vtkSlicerSegmentationsModuleLogic()
-    logic.SetMRMLScene(scene)
-    yield scene
-    logic.SetMRMLScene(None)
-
-
-@pytest.fixture
 def loaded(scene, lung1, sphere):
     """lung1 in the scene with one segmentation: 'nodule' (the sphere) and 'tumor' (the real label)."""
     ct, label = lung1

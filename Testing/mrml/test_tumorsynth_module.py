@@ -16,13 +16,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "TumorSynth"
-LOGIC = MODULE / "TumorSynthLib" / "logic.py"
+LIB = MODULE / "TumorSynthLib"
+LOGIC = LIB / "logic.py"
+#: Qt-free: importable with the slicer-core wheel, run by the CLI and tests
+QT_FREE = [LOGIC, LIB / "operations.py", LIB / "sliders.py"]
 WIDGET = MODULE / "TumorSynth.py"
+#: the panel's Qt code: the module widget and the sections it delegates to
+PANEL = [WIDGET, LIB / "panel.py"]
 UI = MODULE / "Resources" / "UI" / "TumorSynth.ui"
 GUI_ONLY = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "PythonQt")
 
 
-@pytest.mark.parametrize("path", [WIDGET, LOGIC, MODULE / "TumorSynthLib" / "__init__.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*PANEL, *QT_FREE, LIB / "__init__.py"], ids=lambda p: p.name)
 def test_module_files_compile(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
 
@@ -38,10 +43,11 @@ def _imports(tree: ast.AST) -> list[str]:
     return names
 
 
-def test_logic_is_qt_free_and_scene_free():
-    tree = ast.parse(LOGIC.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", QT_FREE, ids=lambda p: p.name)
+def test_logic_is_qt_free_and_scene_free(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     bad = [n for n in _imports(tree) if any(n == g or n.startswith(g + ".") for g in GUI_ONLY)]
-    assert not bad, f"logic.py imports GUI modules: {bad}"
+    assert not bad, f"{path.name} imports GUI modules: {bad}"
     # MRML is reached only through radsynth.mrml, never through the application's global scene
     attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not attrs & {"mrmlScene", "app", "util"}
@@ -69,23 +75,53 @@ def test_ui_is_valid_designer_xml_with_the_panel_widgets():
     widgets = {w.get("name"): w for w in root.iter("widget")}
     sections = {w.find("property[@name='text']/string").text
                 for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"}
-    assert sections == {"Inputs", "Operation", "Texture", "Advanced", "Run"}
+    assert sections == {"Inputs", "Operation", "Texture", "Place", "Shape", "Texture sliders", "Operations",
+                        "Variants", "Advanced", "Run"}
     expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "segmentSelector": "qMRMLSegmentSelectorWidget",
                 "textureSegmentSelector": "qMRMLSegmentSelectorWidget", "presetComboBox": "QComboBox",
                 "removeRadioButton": "QRadioButton", "synthesizeRadioButton": "QRadioButton",
                 "stepsSpinBox": "QSpinBox", "seedSpinBox": "QSpinBox", "guidanceSliderWidget": "ctkSliderWidget",
                 "progressBar": "QProgressBar", "applyButton": "QPushButton", "cancelButton": "QPushButton",
-                "statusLabel": "QLabel"}
+                "statusLabel": "QLabel", "pointSelector": "qMRMLNodeComboBox",
+                "pointPlaceWidget": "qSlicerMarkupsPlaceWidget", "paintedSegmentSelector": "qMRMLSegmentSelectorWidget",
+                "organSegmentSelector": "qMRMLSegmentSelectorWidget", "volumeSlider": "QSlider",
+                "volumeSpinBox": "QDoubleSpinBox", "sphericitySlider": "ctkSliderWidget",
+                "elongationSlider": "ctkSliderWidget", "flatnessSlider": "ctkSliderWidget",
+                "meanSlider": "ctkSliderWidget", "heterogeneitySlider": "ctkSliderWidget",
+                "contrastSlider": "ctkSliderWidget", "placeButton": "QPushButton", "removeTumorButton": "QPushButton",
+                "moveButton": "QPushButton", "resizeButton": "QPushButton", "retextureButton": "QPushButton",
+                "variantsSpinBox": "QSpinBox"}
     for name, cls in expected.items():
         assert name in widgets and widgets[name].get("class") == cls, name
     types = [s.text for s in widgets["inputVolumeSelector"].find("property[@name='nodeTypes']").iter("string")]
     assert types == ["vtkMRMLScalarVolumeNode"]
+    types = [s.text for s in widgets["pointSelector"].find("property[@name='nodeTypes']").iter("string")]
+    assert types == ["vtkMRMLMarkupsFiducialNode"]
+    # radio buttons are exclusive per parent widget: the painted-shape choice needs its own
+    assert _parent(root, "insideRadioButton") == _parent(root, "aroundRadioButton") \
+        != _parent(root, "placeAtPointRadioButton") == _parent(root, "placePaintedRadioButton")
     declared = {c.find("class").text for c in root.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if not w.get("class").startswith("Q")}
     assert used <= declared
     # every widget the panel code touches exists in the .ui
-    touched = set(re.findall(r"self\.ui\.(\w+)", WIDGET.read_text(encoding="utf-8")))
-    assert touched <= set(widgets), touched - set(widgets)
+    touched = {name for path in PANEL for name in re.findall(r"\bui\.(\w+)", path.read_text(encoding="utf-8"))}
+    assert "placeButton" in touched and touched <= set(widgets), touched - set(widgets)
+    # every widget that needs the scene gets it from the panel
+    scened = {c.find("receiver").text for c in root.iter("connection")}
+    assert {n for n, w in widgets.items() if w.get("class").startswith("qMRML") and n != "TumorSynth"} <= scened
+
+
+def _parent(root, name: str) -> str:
+    """The name of the closest enclosing widget of widget ``name``."""
+    def walk(node, owner):
+        for child in node:
+            if child.tag == "widget" and child.get("name") == name:
+                return owner
+            found = walk(child, child.get("name") if child.tag == "widget" else owner)
+            if found:
+                return found
+        return None
+    return walk(root, None)
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -99,8 +135,8 @@ def test_icons_and_cmake_list_every_file():
         assert _png_size(icon) == (128, 128)
         assert icon.stat().st_size < 64_000
     cmake = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8").replace("${MODULE_NAME}", "TumorSynth")
-    for rel in ("TumorSynth.py", "TumorSynthLib/__init__.py", "TumorSynthLib/logic.py",
-                "Resources/UI/TumorSynth.ui", "Resources/Icons/TumorSynth.png"):
+    python = sorted(str(p.relative_to(MODULE)) for p in MODULE.rglob("*.py") if "__pycache__" not in p.parts)
+    for rel in (*python, "Resources/UI/TumorSynth.ui", "Resources/Icons/TumorSynth.png"):
         assert rel in cmake and (MODULE / rel).is_file(), rel
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for needle in ("project(RadSynth)", "find_package(Slicer", "include(${Slicer_USE_FILE})",

@@ -114,52 +114,15 @@ class TumorSynthLogic:
     def prepare(self, params: TumorSynthParameters) -> Request:
         if params.operation not in OPERATIONS:
             raise RadSynthError(f"Unknown operation {params.operation!r}; choose remove or synthesize.")
+        image = read_input(params)
         node = params.input_volume
-        if node is None:
-            raise InvalidImageError("Select the CT volume to modify.")
-        if node.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise InvalidImageError(f"'{node.GetName()}' is a label map; select the CT image itself.")
-        if node.GetScene() is None:
-            raise InvalidImageError(f"'{node.GetName()}' is not in the scene.")
-        if params.steps is not None and int(params.steps) < 1:
-            raise RadSynthError("The number of steps must be at least 1.")
-        if params.guidance < 0:
-            raise RadSynthError("The guidance strength cannot be negative.")
-        image = mrml.volume_from_node(node)
-        check_ct(image)
         mask = mrml.segment_to_mask(params.segmentation, params.segment_id, image)
         request = Request(operation=params.operation, image=image, mask=mask, input_name=node.GetName(),
                           input_node_id=node.GetID(), steps=int(params.steps) if params.steps else None,
                           seed=int(params.seed), guidance=float(params.guidance), model_dir=params.model_dir or None)
         if params.operation == SYNTHESIZE:
-            self._prepare_texture(params, request)
+            prepare_texture(params, request)
         return request
-
-    @staticmethod
-    def _prepare_texture(params: TumorSynthParameters, request: Request) -> None:
-        from radsynth import radiomics
-
-        if params.texture_source == TEXTURE_PRESET:
-            if not params.preset:
-                raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
-            request.target = radiomics.load_preset(params.preset)
-            request.texture_label = f"preset {params.preset}"
-        elif params.texture_source == TEXTURE_SEGMENT:
-            volume_node = params.texture_volume or params.input_volume
-            segmentation = params.texture_segmentation or params.segmentation
-            if not params.texture_segment_id:
-                raise InvalidMaskError("Select the segment whose texture the new tumour should have.")
-            if volume_node is params.input_volume:
-                request.texture_image = request.image  # no second copy of a large CT
-            else:
-                request.texture_image = mrml.volume_from_node(volume_node)
-                check_ct(request.texture_image)
-            request.texture_mask = mrml.segment_to_mask(segmentation, params.texture_segment_id,
-                                                        request.texture_image)
-            segment = segmentation.GetSegmentation().GetSegment(params.texture_segment_id)
-            request.texture_label = f"segment '{segment.GetName()}' of '{volume_node.GetName()}'"
-        else:
-            raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
 
     # -- phase 2: any thread, no MRML ---------------------------------------------------------------------------
     def execute(self, request: Request, progress: Optional[ProgressFn] = None,
@@ -167,13 +130,7 @@ class TumorSynthLogic:
         progress = progress or no_progress
         cancel = cancel or CancelToken()
         cancel.check()
-        target = request.target
-        if request.operation == SYNTHESIZE and target is None:
-            from radsynth import radiomics
-
-            progress(0.0, "measuring texture")
-            target = radiomics.texture_features(request.texture_image, request.texture_mask)
-            cancel.check()
+        target = texture_target(request, progress, cancel) if request.operation == SYNTHESIZE else None
         result = (runner or self.runner)(request, target, progress, cancel)
         # a cancel that arrives as the pipeline finishes still means "change nothing"
         cancel.check()
@@ -182,37 +139,12 @@ class TumorSynthLogic:
     # -- phase 3: main thread -----------------------------------------------------------------------------------
     def apply(self, request: Request, result, scene) -> dict[str, Any]:
         """Add the result as new nodes: ``volume``, ``segmentation`` and (synthesis only) ``table``."""
-        if scene is None:
-            raise RadSynthError("There is no scene to add the result to.")
-        volume, mask = result.volume, result.mask
-        if not volume.same_grid(request.image) or not mask.same_grid(request.image):
-            raise WorkerError("The result does not lie on the input volume's grid; nothing was added.")
-        if not volume.is_synthetic:
-            volume.mark_synthetic(f"TumorSynth {request.operation}")
-        reference = scene.GetNodeByID(request.input_node_id)
-        if reference is not None and reference.GetName() != request.input_name:
-            reference = None  # the ID was reused by another node after the input was deleted
         name = request.input_name
-        created: list = []
-        try:
-            created.append(mrml.volume_to_node(volume, scene, synthetic_name(name), reference=reference))
-            if request.operation == REMOVE:
-                created.append(mrml.mask_to_segmentation_node(mask, scene, f"{name} - removed region",
-                                                              "removed region", created[0], REMOVED_COLOR))
-            else:
-                created.append(mrml.mask_to_segmentation_node(mask, scene, f"{name} - synthetic tumor",
-                                                              "synthetic tumor", created[0], TUMOR_COLOR))
-            table = None
-            if request.operation == SYNTHESIZE and result.features is not None:
-                table = mrml.features_to_table_node(result.features, scene, f"{name} - tumor features")
-                table.SetAttribute("RadSynth.TextureSource", request.texture_label)
-                created.append(table)
-        except Exception:
-            mrml.remove_nodes(scene, created)
-            raise
-        for node in created:
-            node.SetAttribute("RadSynth.SourceVolume", name)
-        return {"volume": created[0], "segmentation": created[1], "table": table}
+        if request.operation == REMOVE:
+            return add_result_nodes(request, result, scene, synthetic_name(name), f"{name} - removed region",
+                                    "removed region", REMOVED_COLOR)
+        return add_result_nodes(request, result, scene, synthetic_name(name), f"{name} - synthetic tumor",
+                                "synthetic tumor", TUMOR_COLOR, f"{name} - tumor features")
 
     # -- all three, for scripts and tests -----------------------------------------------------------------------
     def run(self, params: TumorSynthParameters, progress: Optional[ProgressFn] = None,
@@ -220,6 +152,94 @@ class TumorSynthLogic:
         request = self.prepare(params)
         result = self.execute(request, progress, cancel, runner)
         return self.apply(request, result, params.input_volume.GetScene())
+
+
+# -- shared by every TumorSynth operation (here and in operations.py) ---------------------------------------------
+def read_input(params: TumorSynthParameters) -> Volume:
+    """The input CT as a Volume, after the checks every operation needs; refuses before anything slow starts."""
+    node = params.input_volume
+    if node is None:
+        raise InvalidImageError("Select the CT volume to modify.")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InvalidImageError(f"'{node.GetName()}' is a label map; select the CT image itself.")
+    if node.GetScene() is None:
+        raise InvalidImageError(f"'{node.GetName()}' is not in the scene.")
+    if params.steps is not None and int(params.steps) < 1:
+        raise RadSynthError("The number of steps must be at least 1.")
+    if params.guidance < 0:
+        raise RadSynthError("The guidance strength cannot be negative.")
+    image = mrml.volume_from_node(node)
+    check_ct(image)
+    return image
+
+
+def prepare_texture(params: TumorSynthParameters, request: Request) -> None:
+    """Fill the request's texture source: preset values now, or the segment to measure in ``execute``."""
+    from radsynth import radiomics
+
+    if params.texture_source == TEXTURE_PRESET:
+        if not params.preset:
+            raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
+        request.target = radiomics.load_preset(params.preset)
+        request.texture_label = f"preset {params.preset}"
+    elif params.texture_source == TEXTURE_SEGMENT:
+        volume_node = params.texture_volume or params.input_volume
+        segmentation = params.texture_segmentation or params.segmentation
+        if not params.texture_segment_id:
+            raise InvalidMaskError("Select the segment whose texture the new tumour should have.")
+        if volume_node is params.input_volume:
+            request.texture_image = request.image  # no second copy of a large CT
+        else:
+            request.texture_image = mrml.volume_from_node(volume_node)
+            check_ct(request.texture_image)
+        request.texture_mask = mrml.segment_to_mask(segmentation, params.texture_segment_id, request.texture_image)
+        segment = segmentation.GetSegmentation().GetSegment(params.texture_segment_id)
+        request.texture_label = f"segment '{segment.GetName()}' of '{volume_node.GetName()}'"
+    else:
+        raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
+
+
+def texture_target(request: Request, progress: ProgressFn, cancel: CancelToken) -> dict[str, float]:
+    """The preset's features, or those measured on the texture segment (slow: runs in ``execute``)."""
+    if request.target is not None:
+        return dict(request.target)
+    from radsynth import radiomics
+
+    progress(0.0, "measuring texture")
+    target = radiomics.texture_features(request.texture_image, request.texture_mask)
+    cancel.check()
+    return target
+
+
+def add_result_nodes(request: Request, result, scene, volume_name: str, segmentation_name: str,
+                     segment_name: str, color, table_name: Optional[str] = None) -> dict[str, Any]:
+    """New ``volume``, ``segmentation`` and (when named and the result has features) ``table`` nodes; all or none."""
+    if scene is None:
+        raise RadSynthError("There is no scene to add the result to.")
+    volume, mask = result.volume, result.mask
+    if not volume.same_grid(request.image) or not mask.same_grid(request.image):
+        raise WorkerError("The result does not lie on the input volume's grid; nothing was added.")
+    if not volume.is_synthetic:
+        volume.mark_synthetic(f"TumorSynth {request.operation}")
+    reference = scene.GetNodeByID(request.input_node_id)
+    if reference is not None and reference.GetName() != request.input_name:
+        reference = None  # the ID was reused by another node after the input was deleted
+    created: list = []
+    table = None
+    try:
+        created.append(mrml.volume_to_node(volume, scene, volume_name, reference=reference))
+        created.append(mrml.mask_to_segmentation_node(mask, scene, segmentation_name, segment_name, created[0],
+                                                      color))
+        if table_name and result.features is not None:
+            table = mrml.features_to_table_node(result.features, scene, table_name)
+            table.SetAttribute("RadSynth.TextureSource", request.texture_label)
+            created.append(table)
+    except Exception:
+        mrml.remove_nodes(scene, created)
+        raise
+    for node in created:
+        node.SetAttribute("RadSynth.SourceVolume", request.input_name)
+    return {"volume": created[0], "segmentation": created[1], "table": table}
 
 
 class BackgroundRun:

@@ -23,7 +23,8 @@ from ..shape_features import fast_shape_features
 from ..volume import Volume, check_ct, mask_on_grid
 from . import shape as shape_gen
 from .loading import TumorModels, load_models
-from .tumor import REACH_MM, TumorResult, remove, synthesize
+from ..result import TumorResult
+from .tumor import REACH_MM, remove, synthesize
 
 
 def _span(progress: Optional[ProgressFn], lo: float, hi: float, prefix: str) -> Optional[ProgressFn]:
@@ -70,8 +71,8 @@ def _check_target(image: Volume, mask: np.ndarray, models: TumorModels, others: 
 
 
 def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = (),
-         models: Optional[TumorModels] = None, steps: Optional[int] = None, seed: int = 0,
-         progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+         models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
+         seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
     """Move ``tumor`` by ``shift_lps`` (mm): same shape, same texture features, at the new place."""
     models = models or load_models()
     check_ct(image)
@@ -79,16 +80,16 @@ def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = 
     new = transform_mask(image, old, shift_lps=shift_lps)
     _check_target(image, new, models, others)
     target = texture_features(image, old)
-    removed = remove(image, _label(image, old), models, steps=steps, seed=seed,
+    removed = remove(image, _label(image, old), models, steps=steps, eta=eta, seed=seed,
                      progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
-    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, seed=seed,
-                        progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
+    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
+                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
     return _combine(removed, placed, "move", new)
 
 
 def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, scale: Optional[float] = None,
-           models: Optional[TumorModels] = None, steps: Optional[int] = None, seed: int = 0,
-           progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+           models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
+           seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
     """Scale ``tumor`` about its centre to ``volume_ml`` (or by a linear ``scale``), keeping its texture."""
     models = models or load_models()
     check_ct(image)
@@ -106,17 +107,18 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
     union = old | new
     check_mask_fits(image, union, models.spec, REACH_MM)
     target = texture_features(image, old)
-    removed = remove(image, _label(image, union), models, steps=steps, seed=seed,
+    removed = remove(image, _label(image, union), models, steps=steps, eta=eta, seed=seed,
                      progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
-    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, seed=seed,
-                        progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
+    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
+                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
     return _combine(removed, placed, "resize", new)
 
 
 def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *, guidance: float = 1.0,
-              models: Optional[TumorModels] = None, steps: Optional[int] = None, seed: int = 0,
-              progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
-    result = synthesize(image, tumor, models, target=target, guidance=guidance, steps=steps, seed=seed,
+              models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
+              seed: int = 0, progress: Optional[ProgressFn] = None,
+              cancel: Optional[CancelToken] = None) -> TumorResult:
+    result = synthesize(image, tumor, models, target=target, guidance=guidance, steps=steps, eta=eta, seed=seed,
                         progress=progress, cancel=cancel)
     result.operation = "retexture"
     return result
@@ -126,7 +128,8 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
           shape: str = "generate", shape_features: Optional[Mapping[str, float]] = None,
           organ: Optional[Volume] = None, models: Optional[TumorModels] = None,
           shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = 1.0, steps: Optional[int] = None,
-          seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+          eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
+          cancel: Optional[CancelToken] = None) -> TumorResult:
     """A new tumour with texture ``target``.
 
     At ``point_lps`` the shape comes from the shape generator (``shape_features`` incl. ``volume_ml``). With a
@@ -141,7 +144,7 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
         region = mask_on_grid(painted, image).array.astype(bool)
         if shape == "painted":
             return _as_place(synthesize(image, _label(image, region), models, target=target, guidance=guidance,
-                                        steps=steps, seed=seed, progress=progress, cancel=cancel))
+                                        steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel))
         if shape not in ("inside", "around"):
             raise RadSynthError(f"Unknown shape mode {shape!r}: use painted, inside or around.")
         point_lps, _ = mask_center_and_extent(image, region)
@@ -157,8 +160,8 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
     frame = shape_gen.generate_shape(shape_model, features, seed=seed)[0]
     frame, voxel_mm = shape_gen.scale_to_volume(frame, features[shape_gen.VOLUME])
     mask = shape_gen.place_shape(image, point_lps, frame, voxel_mm, organ=organ_arr)
-    return _as_place(synthesize(image, mask, models, target=target, guidance=guidance, steps=steps, seed=seed,
-                                progress=progress, cancel=cancel))
+    return _as_place(synthesize(image, mask, models, target=target, guidance=guidance, steps=steps, eta=eta,
+                                seed=seed, progress=progress, cancel=cancel))
 
 
 def _as_place(result: TumorResult) -> TumorResult:

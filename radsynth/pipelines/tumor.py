@@ -22,6 +22,7 @@ from ..errors import RadSynthError
 from ..progress import CancelToken, ProgressFn, StagedProgress
 from ..radiomics import texture_features
 from ..region import Region, check_mask_fits, extract, paste
+from ..result import TumorResult
 from ..samplers.bridge import sample_bridge
 from ..volume import Volume, check_ct, mask_on_grid
 from .loading import TumorModels, load_models
@@ -34,25 +35,6 @@ FEATHER_MM = 3.0
 REACH_MM = max(MARGIN_MM.values()) + FEATHER_MM
 STAGE_WEIGHTS = {"load": 1.0, "crop": 0.5, "encode": 0.5, "sample": 8.0, "decode": 0.5, "paste": 0.5,
                  "radiomics": 1.0}
-
-
-@dataclasses.dataclass
-class TumorResult:
-    operation: str
-    volume: Volume
-    mask: Volume
-    features: Optional[list[tuple[str, float, float]]]
-    timings: dict[str, float]
-    models: dict[str, str]
-    settings: dict
-
-    def report(self) -> dict:
-        out = {"operation": self.operation, "synthetic": True, "models": self.models, "settings": self.settings,
-               "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-               "mask_voxels": int(self.mask.array.sum())}
-        if self.features is not None:
-            out["features"] = [{"name": n, "target": t, "achieved": a} for n, t, a in self.features]
-        return out
 
 
 class _Timer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import dataclasses
 import json
 import os
 import queue
@@ -20,6 +19,7 @@ from typing import Any, Optional
 
 from ..errors import CancelledError, RadSynthError, WorkerError
 from ..progress import CancelToken, ProgressFn
+from ..result import TumorResult
 from ..volume import Volume, read_volume
 from .protocol import error_from_event, write_scratch
 
@@ -188,28 +188,16 @@ class WorkerClient:
 
 
 # -- convenience: Volumes in, Volumes out ---------------------------------------------------------------------------
-@dataclasses.dataclass
-class WorkerResult:
-    """What the worker returned, shaped like ``pipelines.tumor.TumorResult`` (which the host cannot import
-    without torch) for callers that accept either; ``report()`` is the worker's report as sent."""
-    operation: str
-    volume: Volume
-    mask: Volume
-    features: Optional[list[tuple[str, float, float]]]
-    timings: dict[str, float]
-    models: dict[str, str]
-    settings: dict
-    _report: dict
+class WorkerResult(TumorResult):
+    """The worker's reply as a TumorResult; ``report()`` returns the report exactly as the worker sent it (it also
+    carries the model cards the worker used)."""
 
     @classmethod
     def from_event(cls, op: str, event: dict) -> "WorkerResult":
-        report = event["report"]
-        rows = report.get("features")
-        return cls(operation=report.get("operation", op), volume=read_volume(event["out"]),
-                   mask=read_volume(event["out_mask"]),
-                   features=None if rows is None else [(r["name"], r["target"], r["achieved"]) for r in rows],
-                   timings=dict(report.get("timings_s") or {}), models=dict(report.get("models") or {}),
-                   settings=dict(report.get("settings") or {}), _report=report)
+        report = dict(event["report"], operation=event["report"].get("operation", op))
+        result = cls.from_report(report, read_volume(event["out"]), read_volume(event["out_mask"]))
+        result._report = report
+        return result
 
     def report(self) -> dict:
         return self._report

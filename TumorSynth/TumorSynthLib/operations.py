@@ -1,0 +1,335 @@
+"""TumorSynth operations on tumours: place a new one, remove, move, resize or re-texture one; N seeded variants.
+
+The same three phases as :mod:`logic` (prepare on the main thread, execute on any thread, apply on the main
+thread). ``prepare`` turns one parameter set into a *batch*, one request per variant (seeds seed … seed+N−1), so
+"generate N variants" is the same prepare/execute/apply as a single run, and a refusal, failure or cancel at any
+variant leaves the scene exactly as it was.
+
+Every run adds new nodes and never touches its inputs; the outputs (a volume and a one-segment segmentation) are
+valid inputs of the next operation, so a user can iterate on the latest result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from typing import Any, Optional
+
+import numpy as np
+
+from radsynth import mrml
+from radsynth.errors import InvalidMaskError, RadSynthError, WorkerError
+from radsynth.progress import CancelToken, ProgressFn, no_progress
+from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
+
+from .logic import (REMOVED_COLOR, TUMOR_COLOR, Request, TumorSynthParameters, add_result_nodes, prepare_texture,
+                    read_input, texture_target)
+
+PLACE, REMOVE, MOVE, RESIZE, RETEXTURE = "place", "remove", "move", "resize", "retexture"
+OPERATIONS = (PLACE, REMOVE, MOVE, RESIZE, RETEXTURE)
+#: engine shape modes: a generated shape at the point, or with a painted region: as drawn / inside / around it
+SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND = "generate", "painted", "inside", "around"
+SHAPE_MODES = (SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND)
+VOLUME = "volume_ml"
+#: the texture features the panel's sliders drive; the other target features stay as the source has them
+TEXTURE_SLIDER_FEATURES = ("firstorder_Mean", "firstorder_Entropy", "glcm_Contrast")
+MAX_VARIANTS = 20
+#: Variants must differ in texture too, not only in shape: the bridge sampler is deterministic at eta = 0.
+VARIANT_ETA = 1.0
+#: operation -> (word in the output names, segment name, colour)
+_OUTPUT = {PLACE: ("placed", "synthetic tumor", TUMOR_COLOR), MOVE: ("moved", "synthetic tumor", TUMOR_COLOR),
+           RESIZE: ("resized", "synthetic tumor", TUMOR_COLOR),
+           RETEXTURE: ("retextured", "synthetic tumor", TUMOR_COLOR),
+           REMOVE: ("removed", "removed region", REMOVED_COLOR)}
+_VERB = {REMOVE: "remove", MOVE: "move", RESIZE: "resize", RETEXTURE: "re-texture"}
+
+
+
+@dataclasses.dataclass
+class OperationParameters(TumorSynthParameters):
+    """The panel's choices. ``segmentation``/``segment_id`` name the existing tumour (remove, move, resize,
+    re-texture) and, as in :class:`TumorSynthParameters`, the default texture segmentation."""
+    operation: str = PLACE
+    point: Any = None                      # markups node: its first control point (move target, place point)
+    painted_segmentation: Any = None       # place with shape_mode painted / inside / around
+    painted_segment_id: str = ""
+    shape_mode: str = SHAPE_GENERATE
+    organ_segmentation: Any = None         # optional: keep a placed tumour inside this segment
+    organ_segment_id: str = ""
+    shape: dict = dataclasses.field(default_factory=dict)              # volume_ml and shape_* slider values
+    texture_overrides: dict = dataclasses.field(default_factory=dict)  # TEXTURE_SLIDER_FEATURES values
+    variants: int = 1
+    eta: Optional[float] = None            # None: the model's default, VARIANT_ETA for several variants
+
+
+@dataclasses.dataclass
+class OperationRequest(Request):
+    point_lps: Optional[tuple] = None
+    shift_lps: Optional[tuple] = None
+    painted: Optional[Volume] = None
+    shape_mode: str = SHAPE_GENERATE
+    organ: Optional[Volume] = None
+    shape_features: dict = dataclasses.field(default_factory=dict)
+    texture_overrides: dict = dataclasses.field(default_factory=dict)
+    eta: Optional[float] = None
+    suffix: str = ""                       # " #k" for the k-th of several variants
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One variant's TumorResult and what the panel shows beside the sliders."""
+    result: Any
+    targets: dict      # slider feature -> requested value (only the ones the operation requested)
+    measured: dict     # slider feature -> value measured on the result
+
+
+# -- reading the scene (main thread) -------------------------------------------------------------------------------
+def point_lps(markups) -> tuple[float, float, float]:
+    """The first control point of a markups node, in world LPS (the engine's frame)."""
+    if markups is None or markups.GetNumberOfControlPoints() < 1:
+        raise RadSynthError("Click a point in the image where the tumour should go (place a markups point).")
+    ras = [0.0, 0.0, 0.0]
+    markups.GetNthControlPointPositionWorld(0, ras)
+    # RAS and LPS differ in the sign of the first two axes (as in radsynth.mrml)
+    return -float(ras[0]), -float(ras[1]), float(ras[2])
+
+
+def voxel_at(image: Volume, lps) -> tuple[int, int, int]:
+    """(k, j, i) of the voxel containing a physical point; refuses points outside the image."""
+    d = np.asarray(image.direction, dtype=float).reshape(3, 3)
+    ijk = np.linalg.solve(d, np.asarray(lps, dtype=float) - np.asarray(image.origin)) / np.asarray(image.spacing)
+    kji = np.round(ijk[::-1]).astype(int)
+    if np.any(kji < 0) or np.any(kji >= np.asarray(image.shape)):
+        raise InvalidMaskError("The selected point is outside the image; click inside the CT volume.")
+    return tuple(int(v) for v in kji)
+
+
+def centroid_lps(mask: Volume) -> np.ndarray:
+    return mask.index_to_physical(np.argwhere(mask.array > 0).mean(0)[None])[0]
+
+
+def _segment_mask(segmentation, segment_id: str, image: Volume, what: str) -> Volume:
+    if segmentation is None or not segment_id:
+        raise InvalidMaskError(f"Select {what}.")
+    return mrml.segment_to_mask(segmentation, segment_id, image)
+
+
+def _numbers(values: dict, allowed, what: str) -> dict[str, float]:
+    out = {}
+    for name, value in (values or {}).items():
+        if name not in allowed:
+            raise RadSynthError(f"{name} is not a {what} slider; the sliders are {', '.join(allowed)}.")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RadSynthError(f"The {what} slider {name} must be a number (got {value!r}).")
+        out[name] = float(value)
+    return out
+
+
+def _base_name(name: str) -> str:
+    """The input name without the synthetic mark, so iterated results read "lung1 - placed - moved - synthetic"."""
+    return name[:-len(SYNTHETIC_SUFFIX)] if name.endswith(SYNTHETIC_SUFFIX) else name
+
+
+class ManipulateRunner:
+    """Runs a request with ``radsynth.pipelines.manipulate`` in this process, keeping the models loaded.
+
+    The background worker process only offers remove and synthesize, so these operations run in the host (on the
+    panel's BackgroundRun thread). The shape model also serves the slider preview, which must answer at once.
+    """
+
+    def __init__(self, device: Optional[str] = None) -> None:
+        self.device = device
+        self._models: Any = None
+        self._model_dir: Optional[str] = None
+        self._shape: Any = None
+        self._lock = threading.Lock()
+
+    def models(self, model_dir: Optional[str] = None):
+        from radsynth.pipelines.loading import load_models
+
+        with self._lock:
+            if self._models is None or model_dir != self._model_dir:
+                self._models = None  # free the old set before loading another
+                self._models = load_models(model_dir, device=self.device or "auto")
+                self._model_dir = model_dir
+            return self._models
+
+    def shape_model(self):
+        from radsynth.pipelines.shape import load_shape_model
+
+        with self._lock:
+            if self._shape is None:
+                self._shape = load_shape_model(device=self.device or "auto")
+            return self._shape
+
+    def __call__(self, request: OperationRequest, target: Optional[dict], progress: ProgressFn,
+                 cancel: CancelToken):
+        from radsynth.pipelines import manipulate, tumor
+
+        op = request.operation
+        common = dict(models=self.models(request.model_dir), steps=request.steps, seed=request.seed,
+                      progress=progress, cancel=cancel)
+        if op == PLACE:
+            fn, args = manipulate.place, (request.image, target)
+            common.update(point_lps=request.point_lps, painted=request.painted, shape=request.shape_mode,
+                          shape_features=request.shape_features, organ=request.organ,
+                          shape_model=self.shape_model(), guidance=request.guidance)
+        elif op == MOVE:
+            fn, args = manipulate.move, (request.image, request.mask, request.shift_lps)
+        elif op == RESIZE:
+            fn, args = manipulate.resize, (request.image, request.mask)
+            common.update(volume_ml=request.shape_features[VOLUME])
+        elif op == RETEXTURE:
+            fn, args = manipulate.retexture, (request.image, request.mask, target)
+            common.update(guidance=request.guidance)
+        elif op == REMOVE:
+            fn, args = tumor.remove, (request.image, request.mask)
+        else:
+            raise WorkerError(f"Unknown operation {op!r}.")
+        return fn(*args, eta=request.eta, **common)
+
+    def close(self) -> None:
+        self._models = self._shape = None
+
+
+class OperationsLogic:
+    """Place / remove / move / resize / re-texture on MRML nodes; ``runner`` decides where the pipeline runs."""
+
+    def __init__(self, runner=None) -> None:
+        self.runner = runner or ManipulateRunner()
+
+    # -- phase 1: main thread -----------------------------------------------------------------------------------
+    def prepare(self, params: OperationParameters) -> list[OperationRequest]:
+        op = params.operation
+        if op not in OPERATIONS:
+            raise RadSynthError(f"Unknown operation {op!r}; choose one of {', '.join(OPERATIONS)}.")
+        n = int(params.variants)
+        if not 1 <= n <= MAX_VARIANTS:
+            raise RadSynthError(f"Ask for between 1 and {MAX_VARIANTS} variants (got {n}).")
+        image = read_input(params)
+        node = params.input_volume
+        eta = params.eta if params.eta is not None else (VARIANT_ETA if n > 1 else None)
+        request = OperationRequest(
+            operation=op, image=image, mask=None, input_name=node.GetName(), input_node_id=node.GetID(),
+            steps=int(params.steps) if params.steps else None, seed=int(params.seed),
+            guidance=float(params.guidance), model_dir=params.model_dir or None, eta=eta)
+        shape = _numbers(params.shape, (VOLUME, "shape_Sphericity", "shape_Elongation", "shape_Flatness"), "shape")
+        if op == PLACE:
+            self._prepare_place(params, request, shape)
+        else:
+            request.mask = _segment_mask(params.segmentation, params.segment_id, image,
+                                         f"the tumour segment to {_VERB[op]}")
+        if op == MOVE:
+            point = point_lps(params.point)
+            voxel_at(image, point)
+            request.point_lps = point
+            request.shift_lps = tuple(float(v) for v in np.asarray(point) - centroid_lps(request.mask))
+        elif op == RESIZE:
+            if VOLUME not in shape:
+                raise RadSynthError("Set the new tumour volume (mL) with the volume slider.")
+            request.shape_features = {VOLUME: shape[VOLUME]}
+        if op in (PLACE, RETEXTURE):
+            prepare_texture(params, request)
+            request.texture_overrides = _numbers(params.texture_overrides, TEXTURE_SLIDER_FEATURES, "texture")
+        return [dataclasses.replace(request, seed=request.seed + k, suffix=f" #{k + 1}" if n > 1 else "")
+                for k in range(n)]
+
+    @staticmethod
+    def _prepare_place(params: OperationParameters, request: OperationRequest, shape: dict) -> None:
+        image = request.image
+        if params.shape_mode not in SHAPE_MODES:
+            raise RadSynthError(f"Unknown shape mode {params.shape_mode!r}; choose one of {', '.join(SHAPE_MODES)}.")
+        request.shape_mode = params.shape_mode
+        if params.shape_mode == SHAPE_GENERATE:
+            request.point_lps = point_lps(params.point)
+            where = voxel_at(image, request.point_lps)
+            if VOLUME not in shape:
+                raise RadSynthError("Set the tumour volume (mL) with the volume slider.")
+            request.shape_features = shape
+        else:
+            request.painted = _segment_mask(params.painted_segmentation, params.painted_segment_id, image,
+                                            "the painted region (draw it with the Segment Editor)")
+            where = tuple(int(v) for v in np.round(np.argwhere(request.painted.array > 0).mean(0)))
+            # the generated shape takes the painted region's volume, not the slider's
+            request.shape_features = {k: v for k, v in shape.items() if k != VOLUME}
+        if params.organ_segment_id:
+            request.organ = _segment_mask(params.organ_segmentation or params.segmentation, params.organ_segment_id,
+                                          image, "the organ segment")
+            if not request.organ.array[where]:
+                raise InvalidMaskError("The selected point is outside the selected organ; click inside the organ.")
+
+    # -- phase 2: any thread, no MRML ---------------------------------------------------------------------------
+    def execute(self, batch: list[OperationRequest], progress: Optional[ProgressFn] = None,
+                cancel: Optional[CancelToken] = None, runner=None) -> list[Outcome]:
+        progress = progress or no_progress
+        cancel = cancel or CancelToken()
+        cancel.check()
+        runner = runner or self.runner
+        first, n = batch[0], len(batch)
+        target = None
+        if first.operation in (PLACE, RETEXTURE):
+            target = texture_target(first, progress, cancel)
+            target.update(first.texture_overrides)
+        outcomes = []
+        for k, request in enumerate(batch):
+            def span(fraction: float, stage: str, k=k) -> None:
+                progress((k + fraction) / n, f"variant {k + 1} of {n}: {stage}" if n > 1 else stage)
+
+            result = runner(request, target, span, cancel)
+            cancel.check()
+            outcomes.append(_outcome(request, result))
+        # a cancel that arrives as the pipeline finishes still means "change nothing"
+        cancel.check()
+        return outcomes
+
+    # -- phase 3: main thread -----------------------------------------------------------------------------------
+    def apply(self, batch: list[OperationRequest], outcomes: list[Outcome], scene) -> list[dict[str, Any]]:
+        """Per variant: new ``volume``, ``segmentation`` (+ its ``segment_id``), ``table`` (when the operation
+        synthesized), with ``targets`` and ``measured`` for the panel; all variants are added, or none."""
+        if len(outcomes) != len(batch):
+            raise WorkerError("The run returned a different number of results than requested; nothing was added.")
+        added: list[dict] = []
+        try:
+            for request, outcome in zip(batch, outcomes):
+                word, segment_name, color = _OUTPUT[request.operation]
+                stem = f"{_base_name(request.input_name)} - {word}{request.suffix}"
+                seg_name = f"{stem} - {'removed region' if request.operation == REMOVE else 'tumor'}"
+                nodes = add_result_nodes(request, outcome.result, scene, synthetic_name(stem), seg_name,
+                                         segment_name, color, f"{stem} - features")
+                added.append(nodes)
+                for node in (nodes["volume"], nodes["segmentation"], nodes["table"]):
+                    if node is not None:
+                        node.SetAttribute("RadSynth.Operation", request.operation)
+                        node.SetAttribute("RadSynth.Seed", str(request.seed))
+                nodes.update(segment_id=nodes["segmentation"].GetSegmentation().GetNthSegmentID(0),
+                             targets=outcome.targets, measured=outcome.measured)
+        except Exception:
+            for nodes in added:
+                mrml.remove_nodes(scene, [nodes["volume"], nodes["segmentation"], nodes["table"]])
+            raise
+        return added
+
+    # -- all three, for scripts and tests -----------------------------------------------------------------------
+    def run(self, params: OperationParameters, progress: Optional[ProgressFn] = None,
+            cancel: Optional[CancelToken] = None, runner=None) -> list[dict[str, Any]]:
+        batch = self.prepare(params)
+        outcomes = self.execute(batch, progress, cancel, runner)
+        return self.apply(batch, outcomes, params.input_volume.GetScene())
+
+
+def _outcome(request: OperationRequest, result) -> Outcome:
+    from radsynth.shape_features import fast_shape_features
+
+    targets = dict(request.shape_features)
+    measured = {}
+    mask = result.mask.array
+    if mask.any():
+        measured = fast_shape_features(mask, np.asarray(result.mask.spacing)[::-1])
+        measured[VOLUME] = measured["shape_MeshVolume"] / 1000.0
+    for name, target, achieved in result.features or ():
+        if name in TEXTURE_SLIDER_FEATURES:
+            targets[name], measured[name] = target, achieved
+    return Outcome(result, targets, measured)

@@ -1,0 +1,144 @@
+"""What the panel's shape and texture sliders mean, and the fast shape preview they drive; no Qt.
+
+Shape sliders fix volume, sphericity, elongation and flatness; the shape model fills every other shape feature
+consistently (``shape.complete_features``). Texture sliders start from the texture source (a preset or a
+measured segment) and override three of its features; the source's other features are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+from radsynth import mrml
+from radsynth.errors import RadSynthError
+from radsynth.volume import Volume
+
+from .logic import TEXTURE_PRESET, TEXTURE_SEGMENT, TumorSynthParameters
+from .operations import TEXTURE_SLIDER_FEATURES, VOLUME, ManipulateRunner, point_lps
+
+
+@dataclasses.dataclass(frozen=True)
+class Slider:
+    feature: str
+    label: str
+    minimum: float
+    maximum: float
+    decimals: int
+    start: float = 0.0     # before a model or texture source says better
+
+
+DEFAULT_VOLUME_ML = 4.0
+#: the volume slider stops at a size whose extent still fits the demo texture model's 96 mm box
+SHAPE_SLIDERS = (Slider(VOLUME, "Volume (mL)", 0.1, 100.0, 2, DEFAULT_VOLUME_ML),
+                 Slider("shape_Sphericity", "Sphericity", 0.3, 1.0, 2, 0.8),
+                 Slider("shape_Elongation", "Elongation", 0.2, 1.0, 2, 0.75),
+                 Slider("shape_Flatness", "Flatness", 0.1, 1.0, 2, 0.6))
+_TEXTURE_LOOK = {"firstorder_Mean": ("Mean intensity (HU)", -500.0, 300.0, 0),
+                 "firstorder_Entropy": ("Heterogeneity", 0.0, 7.0, 2),
+                 "glcm_Contrast": ("Contrast", 0.0, 200.0, 1)}
+TEXTURE_SLIDERS = tuple(Slider(f, *_TEXTURE_LOOK[f]) for f in TEXTURE_SLIDER_FEATURES)
+#: integer positions of the log-scaled volume slider: equal steps are equal ratios, 0.1 mL and 100 mL alike
+VOLUME_STEPS = 1000
+
+
+def volume_from_position(position: int) -> float:
+    lo, hi = math.log(SHAPE_SLIDERS[0].minimum), math.log(SHAPE_SLIDERS[0].maximum)
+    return math.exp(lo + (hi - lo) * min(max(position, 0), VOLUME_STEPS) / VOLUME_STEPS)
+
+
+def position_from_volume(volume_ml: float) -> int:
+    lo, hi = math.log(SHAPE_SLIDERS[0].minimum), math.log(SHAPE_SLIDERS[0].maximum)
+    t = (math.log(max(volume_ml, 1e-9)) - lo) / (hi - lo)
+    return int(round(min(max(t, 0.0), 1.0) * VOLUME_STEPS))
+
+
+def shape_defaults(shape_model, volume_ml: float = DEFAULT_VOLUME_ML) -> dict[str, float]:
+    """The shape model's most typical shape at this volume, as slider values."""
+    from radsynth.pipelines.shape import SLIDER_FEATURES, complete_features
+
+    full = complete_features(shape_model, {VOLUME: volume_ml})
+    return {k: float(full[k]) for k in SLIDER_FEATURES}
+
+
+def texture_source_values(params: TumorSynthParameters) -> dict[str, float]:
+    """The texture sliders' start values: the preset's, or measured on the texture segment (main thread, ~0.5 s)."""
+    from radsynth import radiomics
+
+    if params.texture_source == TEXTURE_PRESET:
+        if not params.preset:
+            raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
+        values = radiomics.load_preset(params.preset)
+    elif params.texture_source == TEXTURE_SEGMENT:
+        volume_node = params.texture_volume or params.input_volume
+        segmentation = params.texture_segmentation or params.segmentation
+        if volume_node is None or segmentation is None or not params.texture_segment_id:
+            raise RadSynthError("Select the segment whose texture the new tumour should have.")
+        image = mrml.volume_from_node(volume_node)
+        values = radiomics.texture_features(image, mrml.segment_to_mask(segmentation, params.texture_segment_id,
+                                                                         image))
+    else:
+        raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
+    return {k: float(values[k]) for k in TEXTURE_SLIDER_FEATURES}
+
+
+@dataclasses.dataclass
+class PreviewState:
+    measured: dict                 # shape features of the previewed shape (frame resolution), incl. volume_ml
+    node: object = None            # the temporary segmentation at the point; None without a point or on error
+    error: Optional[str] = None    # why the shape could not be shown at the point
+
+
+class ShapePreview:
+    """Slider fast path: a generated shape (no diffusion) shown as a temporary segment at the clicked point.
+
+    The segmentation node is a throw-away display: replaced on every update, never saved with the scene, removed
+    by :meth:`clear`.
+    """
+
+    NODE_NAME = "TumorSynth shape preview"
+    COLOR = (1.0, 0.85, 0.2)
+
+    def __init__(self, runner: Optional[ManipulateRunner] = None) -> None:
+        self.runner = runner or ManipulateRunner()
+        self.node = None
+        self._image_key: tuple = ()
+        self._image: Optional[Volume] = None
+
+    def _volume(self, node) -> Volume:
+        # a slider drag asks many times in a row; reading a CT from its node copies tens of MB each time
+        key = (node.GetID(), node.GetMTime(), node.GetImageData().GetMTime() if node.GetImageData() else 0)
+        if key != self._image_key:
+            self._image, self._image_key = mrml.volume_from_node(node), key
+        return self._image
+
+    def update(self, shape: dict, seed: int = 0, volume_node=None, point=None) -> PreviewState:
+        """Generate the shape for these slider values; with a volume and a point, show it there."""
+        from radsynth.pipelines import shape as shape_gen
+
+        model = self.runner.shape_model()
+        mask, measured = shape_gen.preview(model, shape, seed=seed)
+        state = PreviewState(measured)
+        scene = volume_node.GetScene() if volume_node is not None else None
+        if scene is None or point is None or point.GetNumberOfControlPoints() < 1:
+            self.clear()
+            return state
+        try:
+            frame, voxel_mm = shape_gen.scale_to_volume(mask, measured[VOLUME])
+            placed = shape_gen.place_shape(self._volume(volume_node), point_lps(point), frame, voxel_mm)
+        except RadSynthError as exc:
+            self.clear()
+            state.error = str(exc)
+            return state
+        self.clear()
+        self.node = mrml.mask_to_segmentation_node(placed, scene, self.NODE_NAME, "preview", volume_node,
+                                                   self.COLOR)
+        self.node.SetSaveWithScene(False)
+        state.node = self.node
+        return state
+
+    def clear(self) -> None:
+        if self.node is not None and self.node.GetScene() is not None:
+            mrml.remove_nodes(self.node.GetScene(), [self.node])
+        self.node = None
