@@ -40,7 +40,11 @@ def _label(image: Volume, array: np.ndarray) -> Volume:
 
 
 def transform_mask(image: Volume, mask: np.ndarray, shift_lps=(0.0, 0.0, 0.0), scale: float = 1.0) -> np.ndarray:
-    """Mask moved by ``shift_lps`` mm and scaled by ``scale`` about its bounding-box centre, on the image grid."""
+    """Mask moved by ``shift_lps`` mm and scaled by ``scale`` about its bounding-box centre, on the image grid.
+
+    Keeps the ``scale³ × count`` voxels best covered by the moved shape: a 0.5 threshold on 5 mm slices would
+    round the volume by whole slices.
+    """
     center, _ = mask_center_and_extent(image, mask)
     ref = image.with_array(mask.astype(np.float32)).to_sitk()
     tx = sitk.Similarity3DTransform()
@@ -48,11 +52,15 @@ def transform_mask(image: Volume, mask: np.ndarray, shift_lps=(0.0, 0.0, 0.0), s
     tx.SetCenter(tuple(float(c) for c in center))
     tx.SetScale(1.0 / scale)
     tx.SetTranslation(tuple(-float(s) / scale for s in shift_lps))
-    moved = sitk.Resample(ref, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    out = sitk.GetArrayFromImage(moved) >= 0.5
-    if not out.any():
-        raise InvalidMaskError("After moving/resizing, the tumour lies outside the image.")
-    return out
+    coverage = sitk.GetArrayFromImage(sitk.Resample(ref, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    wanted = int(round(mask.sum() * scale ** 3))
+    if wanted < 1 or not (coverage > 0).any():
+        raise InvalidMaskError("After moving/resizing, the tumour lies outside the image or is smaller than a voxel.")
+    flat = coverage.ravel()
+    keep = np.argpartition(-flat, min(wanted, flat.size) - 1)[:wanted]
+    out = np.zeros(flat.size, dtype=bool)
+    out[keep[flat[keep] > 0]] = True
+    return out.reshape(coverage.shape)
 
 
 def _combine(first: TumorResult, second: TumorResult, operation: str, mask: np.ndarray) -> TumorResult:
@@ -99,7 +107,7 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
     if volume_ml is not None:
         if not volume_ml > 0:
             raise RadSynthError(f"The new volume must be positive (got {volume_ml:g} mL).")
-        current = fast_shape_features(old, np.asarray(image.spacing)[::-1])["shape_MeshVolume"] / 1000.0
+        current = old.sum() * float(np.prod(image.spacing)) / 1000.0  # voxel volume, as segment statistics show
         scale = (volume_ml / current) ** (1 / 3)
     if not scale > 0:
         raise RadSynthError(f"The scale factor must be positive (got {scale:g}).")
