@@ -18,7 +18,9 @@ import torch
 
 from radsynth.evaluate.heldout import heldout_regions
 from radsynth.evaluate.metrics import psnr_in_mask, ssim_in_box
+from radsynth.pipelines import manipulate
 from radsynth.pipelines.loading import load_models
+from radsynth.pipelines.shape import load_shape_model
 from radsynth.pipelines.tumor import remove, synthesize
 from radsynth.radiomics import load_preset
 from radsynth.sample_data import sample_path
@@ -34,9 +36,15 @@ def timing(models, repeats: int) -> dict:
     lung1 = read_volume(sample_path("lung1"))
     where = lung1.with_array(heldout_regions(lung1, 1, seed=3, diameter_mm=(20, 20))[0].astype(np.uint8))
     target = load_preset("lung2-tumor")
+    point = lung1.index_to_physical(np.argwhere(where.array > 0).mean(0)[None])[0]
+    shape_model = load_shape_model(device=models.device)
     out = {}
     for name, run in (("remove", lambda: remove(lung2, label2, models)),
-                      ("synthesize", lambda: synthesize(lung1, where, models, target=target))):
+                      ("synthesize", lambda: synthesize(lung1, where, models, target=target)),
+                      ("place", lambda: manipulate.place(lung1, target, point_lps=point, models=models,
+                                                         shape_model=shape_model,
+                                                         shape_features={"volume_ml": 4.0})),
+                      ("move", lambda: manipulate.move(lung1, where, (0.0, 10.0, 0.0), models=models))):
         runs = []
         for _ in range(repeats):
             t = time.perf_counter()
