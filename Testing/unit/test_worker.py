@@ -103,7 +103,9 @@ def test_models_stay_loaded(client, lung2, scratch):
 
 
 def test_cancel_mid_sampling_is_quick_and_cooperative(client, lung2, scratch):
-    """cancel() → CancelledError within one sampler step, and the worker survives (no kill, models kept)."""
+    """cancel() → CancelledError within one sampler step, and the worker survives (no kill, models kept).
+
+    Bounded in sampler steps, not seconds: wall time depends on the machine's load (latency is in BENCHMARKS.md)."""
     image, label = lung2
     token, marks = CancelToken(), {}
     step_times: list[float] = []
@@ -120,6 +122,7 @@ def test_cancel_mid_sampling_is_quick_and_cooperative(client, lung2, scratch):
                 token.cancel()
             threading.Thread(target=later, daemon=True).start()
 
+    client.ping()  # started, so a restart would show as a new pid
     pid = client.pid
     with pytest.raises(CancelledError):
         run_in_worker("remove", image, label, steps=200, model_dir=MODELS, client=client,
@@ -127,7 +130,8 @@ def test_cancel_mid_sampling_is_quick_and_cooperative(client, lung2, scratch):
     latency = time.perf_counter() - marks["cancel"]
     step = max(b - a for a, b in zip(step_times, step_times[1:]))
     print(f"\ncancel latency {latency * 1000:.0f} ms (sampler step {step * 1000:.0f} ms)")
-    assert latency < max(1.0, 1.2 * step)
+    after_cancel = sum(t > marks["cancel"] for t in step_times)
+    assert after_cancel <= 2, f"{after_cancel} sampler steps ran after cancel"
     assert client.pid == pid and client.ping()["models_loaded"]
     assert list(scratch.iterdir()) == []
 
