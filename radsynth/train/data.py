@@ -3,6 +3,8 @@
 Layouts accepted by ``cases_from_folder`` (NIfTI or NRRD):
   pairs   <root>/images/<case>.nii.gz + <root>/labels/<case>.nii.gz   (NSCLC-Radiomics converted from DICOM-SEG/RTSTRUCT)
   kits23  <root>/case_XXXXX/imaging.nii.gz + segmentation.nii.gz       (tumour = label 2)
+  brats   <root>/BraTS2021_XXXXX/BraTS2021_XXXXX_{t1ce,seg}.nii.gz        (tumour core = labels 1 and 4; MRI, so
+          for the shape generator only: the CT texture models need CT)
 """
 
 from __future__ import annotations
@@ -27,27 +29,31 @@ class Case:
     body: np.ndarray    # bool: voxels inside the patient, away from the border
 
 
-def sample_cases() -> list[tuple[str, Path, Path, int]]:
-    return [(c, sample_path(c, "image"), sample_path(c, "label"), 1) for c in ("lung1", "lung2")]
+def sample_cases() -> list[tuple[str, Path, Path, tuple[int, ...]]]:
+    return [(c, sample_path(c, "image"), sample_path(c, "label"), (1,)) for c in ("lung1", "lung2")]
 
 
-def cases_from_folder(root: Path | str) -> list[tuple[str, Path, Path, int]]:
+def cases_from_folder(root: Path | str) -> list[tuple[str, Path, Path, tuple[int, ...]]]:
     root = Path(root)
+    brats = sorted(d for d in root.glob("BraTS*") if (d / f"{d.name}_seg.nii.gz").exists())
+    if brats:
+        return [(d.name, d / f"{d.name}_t1ce.nii.gz", d / f"{d.name}_seg.nii.gz", (1, 4)) for d in brats]
     if (root / "images").is_dir():
         out = []
         for img in sorted((root / "images").iterdir()):
             lbl = root / "labels" / img.name
             if lbl.exists():
-                out.append((img.name.split(".")[0], img, lbl, 1))
+                out.append((img.name.split(".")[0], img, lbl, (1,)))
     else:
-        out = [(d.name, d / "imaging.nii.gz", d / "segmentation.nii.gz", 2)
+        out = [(d.name, d / "imaging.nii.gz", d / "segmentation.nii.gz", (2,))
                for d in sorted(root.glob("case_*")) if (d / "imaging.nii.gz").exists()]
     if not out:
         raise RadSynthError(f"No cases found in {root}; see radsynth/train/data.py for the supported layouts.")
     return out
 
 
-def load_case(name: str, image_path: Path, label_path: Path, tumor_label: int, spec: RegionSpec) -> Case:
+def load_case(name: str, image_path: Path, label_path: Path, tumor_labels: tuple[int, ...],
+              spec: RegionSpec) -> Case:
     img = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
     lbl = sitk.ReadImage(str(label_path))
     size = [int(round(sz * sp / spec.spacing[0])) for sz, sp in zip(img.GetSize(), img.GetSpacing())]
@@ -58,7 +64,7 @@ def load_case(name: str, image_path: Path, label_path: Path, tumor_label: int, s
     hu = sitk.GetArrayFromImage(sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, -1024.0))
     tumor = sitk.GetArrayFromImage(sitk.Resample(lbl, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     body = ndimage.binary_fill_holes(ndimage.binary_opening(hu > -400, iterations=2))
-    return Case(name, spec.normalize(hu).astype(np.float32), tumor == tumor_label, body)
+    return Case(name, spec.normalize(hu).astype(np.float32), np.isin(tumor, tumor_labels), body)
 
 
 def crop(array: np.ndarray, center: np.ndarray, size: int, fill: float) -> np.ndarray:

@@ -94,10 +94,10 @@ def procedural_shape(rng: np.random.Generator, size: int = 48) -> np.ndarray:
 def real_lesions(cases: list[tuple[str, Path, Path, int]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, bool mask, spacing kji) per connected tumour of at least MIN_LESION_ML in the label files."""
     out = []
-    for name, _image, label_path, tumor_label in cases:
+    for name, _image, label_path, tumor_labels in cases:
         lbl = sitk.ReadImage(str(label_path))
         spacing = np.array(lbl.GetSpacing()[::-1], dtype=np.float64)
-        tumour = sitk.GetArrayFromImage(lbl) == tumor_label
+        tumour = np.isin(sitk.GetArrayFromImage(lbl), tumor_labels)
         labels, n = ndimage.label(tumour)
         sizes = np.bincount(labels.ravel())[1:]
         for i, box in enumerate(ndimage.find_objects(labels)):  # rotations only need the lesion's neighbourhood
