@@ -246,6 +246,9 @@ def demo_cmd(out: Path = typer.Option(Path("out/demo"), "--out", help="Folder fo
 
 
 from . import cli_ops  # noqa: E402,F401  (registers tumor place/move/resize/retexture)
+from .evaluate.cli import evaluate_app  # noqa: E402
+
+app.add_typer(evaluate_app, name="evaluate")
 
 if __name__ == "__main__":
     app()
