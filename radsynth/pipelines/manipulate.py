@@ -71,6 +71,17 @@ def _combine(first: TumorResult, second: TumorResult, operation: str, mask: np.n
                        second.models, settings)
 
 
+def _remove_then_synthesize(operation: str, image: Volume, old: np.ndarray, cleared: np.ndarray, new: np.ndarray,
+                            models: TumorModels, steps, eta, seed, progress, cancel) -> TumorResult:
+    """Clear ``cleared`` with healthy tissue, then grow ``new`` with the texture measured on ``old`` beforehand."""
+    target = texture_features(image, old)
+    removed = remove(image, _label(image, cleared), models, steps=steps, eta=eta, seed=seed,
+                     progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
+    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
+                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
+    return _combine(removed, placed, operation, new)
+
+
 def _check_target(image: Volume, mask: np.ndarray, models: TumorModels, others: Sequence[Volume]) -> None:
     check_mask_fits(image, mask, models.spec, REACH_MM)
     for other in others:
@@ -87,12 +98,7 @@ def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = 
     old = mask_on_grid(tumor, image).array.astype(bool)
     new = transform_mask(image, old, shift_lps=shift_lps)
     _check_target(image, new, models, others)
-    target = texture_features(image, old)
-    removed = remove(image, _label(image, old), models, steps=steps, eta=eta, seed=seed,
-                     progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
-    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
-                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
-    return _combine(removed, placed, "move", new)
+    return _remove_then_synthesize("move", image, old, old, new, models, steps, eta, seed, progress, cancel)
 
 
 def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, scale: Optional[float] = None,
@@ -114,12 +120,7 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
     new = transform_mask(image, old, scale=scale)
     union = old | new
     check_mask_fits(image, union, models.spec, REACH_MM)
-    target = texture_features(image, old)
-    removed = remove(image, _label(image, union), models, steps=steps, eta=eta, seed=seed,
-                     progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
-    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
-                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
-    return _combine(removed, placed, "resize", new)
+    return _remove_then_synthesize("resize", image, old, union, new, models, steps, eta, seed, progress, cancel)
 
 
 def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *, guidance: float = 1.0,
