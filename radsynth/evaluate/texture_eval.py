@@ -101,11 +101,13 @@ def evaluate_texture(models: TumorModels, n: int = 12, steps: int = 10, seed: in
                      "requests": f"interpolations between presets {PRESETS[0]} (weight 0) and {PRESETS[1]} (1)",
                      "request_weights": [float(w) for w in weights],
                      "region_voxels": [int(m.sum()) for _, _, m in regions],
-                     "normalized": "texture model's training normalizer (z-score, clipped ±%g)" % models.normalizer.CLIP},
+                     "normalized": "texture model's training normalizer (z-score, clipped at "
+                                   f"±{models.normalizer.CLIP:g} SD)"},
         "texture": section,
         "untouched_tissue": {"per_feature_summary": fd.summarize_features(noop_table),
                              "per_sample": fd.per_sample_correlation(requested, untouched, normalize)},
-        "timings_s": {"per_sample_mean": round(float(np.mean(sample_s)), 2), "samples": round(float(np.sum(sample_s)), 1)},
+        "timings_s": {"per_sample_mean": round(float(np.mean(sample_s)), 2),
+                      "samples": round(float(np.sum(sample_s)), 1)},
     }
     if out is not None:
         out = Path(out)
@@ -135,6 +137,7 @@ def texture_sweep(models: TumorModels, offsets: Sequence[float] = SWEEP_OFFSETS_
     for case, image, mask in regions:
         got = [_synth(models, image, mask, {**base, SWEEP_FEATURE: v}, steps, seed)[0][j] for v in values]
         slope = float(np.polyfit(values, got, 1)[0])
+        # ρ alone can be 1 for a response of a hundredth of a HU; the slope says whether the slider does anything
         per_region[case] = {"achieved": [float(g) for g in got], "spearman": fd.slider_monotonicity(values, got),
                             "slope_hu_per_hu": slope}
         pooled_req += values
