@@ -19,10 +19,21 @@ MODELS = typer.Option(None, "--models", help="Texture model folder (default: the
 SHAPE_MODEL = typer.Option(None, "--shape-model", help="Shape model folder (default: the bundled demo model).")
 
 
+def _strict(value):
+    """NaN (an undefined correlation) → null, so strict JSON parsers accept the report."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def _write(out: Path, name: str, report: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    report = {"disclaimer": DISCLAIMER, **report}
-    (out / name).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    report = _strict({"disclaimer": DISCLAIMER, **report})
+    (out / name).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     typer.echo(f"wrote {out / name}  ({DISCLAIMER})")
 
 
