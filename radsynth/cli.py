@@ -98,7 +98,8 @@ def _read_inputs(image_path: Path, mask_path: Path) -> tuple[Volume, Volume]:
 
 def _run(op: str, image_path: Path, mask_path: Path, out: Path, out_mask: Optional[Path], report: Optional[Path],
          steps: Optional[int], seed: int, device: Device, models: Optional[Path], in_process: bool,
-         target_fn: Optional[Callable[[], tuple[dict, dict]]] = None, guidance: float = 1.0) -> None:
+         target_fn: Optional[Callable[[], tuple[dict, dict]]] = None, guidance: float = 1.0,
+         overrides: Optional[dict[str, float]] = None) -> None:
     """Shared body of ``tumor remove`` and ``tumor synthesize``: read, run, then write everything at the end."""
     from .demo import operation_report, software_versions, write_json
     from .worker import TumorRunner
@@ -115,8 +116,8 @@ def _run(op: str, image_path: Path, mask_path: Path, out: Path, out_mask: Option
                 if target_fn:
                     progress(0.0, "texture features")
                     target, target_info = target_fn()
-                result = runner(op, image, mask, target=target, guidance=guidance, steps=steps, seed=seed,
-                                progress=progress, cancel=cancel)
+                result = runner(op, image, mask, target=target, overrides=overrides, guidance=guidance, steps=steps,
+                                seed=seed, progress=progress, cancel=cancel)
             cancel.check()   # a Ctrl-C that landed after the last step still means "do not write"
             write_volume(result.volume, out)
             if out_mask:
@@ -149,6 +150,26 @@ DEVICE = typer.Option(Device.auto, "--device", help="Where to run: auto picks CU
 MODELS = typer.Option(None, "--models", help="Model folder (default: the bundled demo models).")
 IN_PROCESS = typer.Option(True, "--in-process/--worker",
                           help="Run here (default) or in the background worker process, as Slicer does.")
+TEXTURE_FROM = typer.Option(None, "--texture-from", metavar="IMAGE,MASK", help="Copy an existing tumour's texture.")
+FEATURES = typer.Option(None, "--features", help="JSON file of target texture features.")
+PRESET = typer.Option(None, "--preset", help="Named texture preset (see `radsynth presets`).")
+GUIDANCE = typer.Option(1.0, "--guidance", min=0.0, help="Texture strength: 0 healthy, 1 as requested, >1 stronger.")
+SET = typer.Option(None, "--set", metavar="FEATURE=VALUE",
+                   help="Set one texture feature of the source (repeatable), as the panel's sliders do, e.g. "
+                        "--set firstorder_Mean=60; correlated features follow it.")
+
+
+def parse_overrides(items: Optional[list[str]]) -> dict[str, float]:
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise RadSynthError(f"--set needs FEATURE=NUMBER, e.g. firstorder_Mean=60 (got {item!r}).") from None
+    return out
 
 
 @tumor_app.command("remove")
@@ -165,17 +186,15 @@ def tumor_remove(image: Path = IMAGE,
 def tumor_synthesize(
         image: Path = IMAGE,
         mask: Path = typer.Option(..., "--mask", help="Where to grow the tumour (label volume, any grid)."),
-        texture_from: Optional[str] = typer.Option(None, "--texture-from", metavar="IMAGE,MASK",
-                                                   help="Copy the texture of an existing tumour."),
-        features: Optional[Path] = typer.Option(None, "--features", help="JSON file of target texture features."),
-        preset: Optional[str] = typer.Option(None, "--preset", help="Named texture preset (see `radsynth presets`)."),
+        texture_from: Optional[str] = TEXTURE_FROM, features: Optional[Path] = FEATURES,
+        preset: Optional[str] = PRESET, set_: Optional[list[str]] = SET,
         out: Path = OUT, out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT,
-        guidance: float = typer.Option(1.0, "--guidance", min=0.0, help="How strongly to follow the texture."),
-        steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE,
+        guidance: float = GUIDANCE, steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE,
         models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Grow a tumour inside MASK whose texture features match a tumour, a feature file or a preset."""
     try:
         check_texture_source(texture_from, features, preset)
+        overrides = parse_overrides(set_)
     except RadSynthError as exc:
         raise _fail(exc) from None
 
@@ -183,7 +202,7 @@ def tumor_synthesize(
         return texture_target(texture_from, features, preset)
 
     _run("synthesize", image, mask, out, out_mask, report, steps, seed, device, models, in_process,
-         target_fn=target, guidance=guidance)
+         target_fn=target, guidance=guidance, overrides=overrides)
 
 
 def check_texture_source(texture_from: Optional[str], features: Optional[Path], preset: Optional[str]) -> None:

@@ -10,16 +10,13 @@ from typing import Callable, Optional
 
 import typer
 
-from .cli import (DEVICE, IMAGE, Device, OUT, OUT_MASK, REPORT, SEED, STEPS, _cancel_on_ctrl_c, _fail, _progress_bar,
-                  check_texture_source, texture_target, tumor_app)
+from .cli import (DEVICE, FEATURES, GUIDANCE, IMAGE, PRESET, SET, TEXTURE_FROM, Device, OUT, OUT_MASK, REPORT, SEED,
+                  STEPS, _cancel_on_ctrl_c, _fail, _progress_bar, check_texture_source, parse_overrides,
+                  texture_target, tumor_app)
 from .errors import RadSynthError
 from .volume import mask_on_grid, read_volume, write_volume
 
 MASK = typer.Option(..., "--mask", help="The existing tumour (label volume, any grid).")
-TEXTURE_FROM = typer.Option(None, "--texture-from", metavar="IMAGE,MASK", help="Copy an existing tumour's texture.")
-FEATURES = typer.Option(None, "--features", help="JSON file of target texture features.")
-PRESET = typer.Option(None, "--preset", help="Named texture preset (see `radsynth presets`).")
-GUIDANCE = typer.Option(1.0, "--guidance", min=0.0, help="Texture strength: 0 healthy, 1 as requested, >1 stronger.")
 
 
 def _ras_to_lps(text: str, what: str) -> tuple[float, float, float]:
@@ -70,8 +67,9 @@ def tumor_place(
         flatness: Optional[float] = typer.Option(None, "--flatness"),
         organ: Optional[Path] = typer.Option(None, "--organ", help="Keep the tumour inside this label volume."),
         texture_from: Optional[str] = TEXTURE_FROM, features: Optional[Path] = FEATURES,
-        preset: Optional[str] = PRESET, guidance: float = GUIDANCE, out_mask: Optional[Path] = OUT_MASK,
-        report: Optional[Path] = REPORT, steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE) -> None:
+        preset: Optional[str] = PRESET, set_: Optional[list[str]] = SET, guidance: float = GUIDANCE,
+        out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT, steps: Optional[int] = STEPS,
+        seed: int = SEED, device: Device = DEVICE) -> None:
     """Place a new tumour at a point (generated shape) or in a painted region."""
     from .pipelines import manipulate
     from .pipelines.loading import load_models
@@ -89,8 +87,9 @@ def tumor_place(
         point = _ras_to_lps(point_ras, "--point-ras") if point_ras else None
         mode = shape if painted else "generate"
         return manipulate.place(img, target, point_lps=point, painted=region, shape=mode,
-                                shape_features=shape_features, organ=organ_vol, models=load_models(device=device.value),
-                                guidance=guidance, steps=steps, seed=seed, progress=progress, cancel=cancel)
+                                shape_features=shape_features, organ=organ_vol, texture_overrides=parse_overrides(set_),
+                                models=load_models(device=device.value), guidance=guidance, steps=steps, seed=seed,
+                                progress=progress, cancel=cancel)
 
     _execute("place", image, out, out_mask, report, run, {"point_ras": point_ras, "painted": str(painted)})
 
@@ -145,17 +144,23 @@ def tumor_resize(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
 @tumor_app.command("retexture")
 def tumor_retexture(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
                     texture_from: Optional[str] = TEXTURE_FROM, features: Optional[Path] = FEATURES,
-                    preset: Optional[str] = PRESET, guidance: float = GUIDANCE,
+                    preset: Optional[str] = PRESET, set_: Optional[list[str]] = SET, guidance: float = GUIDANCE,
                     out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT,
                     steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE) -> None:
-    """Keep a tumour's shape and give it a new texture."""
+    """Keep a tumour's shape and give it a new texture (with only --set: its own texture, adjusted)."""
     from .pipelines import manipulate
     from .pipelines.loading import load_models
+    from .radiomics import texture_features
 
     def run(img, progress, cancel):
-        target, _ = texture_target(texture_from, features, preset)
+        overrides = parse_overrides(set_)
         tumour = mask_on_grid(read_volume(mask), img)
-        return manipulate.retexture(img, tumour, target, guidance=guidance, models=load_models(device=device.value),
-                                    steps=steps, seed=seed, progress=progress, cancel=cancel)
+        if overrides and not (texture_from or features or preset):
+            target = texture_features(img, tumour)
+        else:
+            target, _ = texture_target(texture_from, features, preset)
+        return manipulate.retexture(img, tumour, target, texture_overrides=overrides, guidance=guidance,
+                                    models=load_models(device=device.value), steps=steps, seed=seed,
+                                    progress=progress, cancel=cancel)
 
     _execute("retexture", image, out, out_mask, report, run, {"mask": str(mask)})

@@ -241,18 +241,18 @@ def test_retexture_keeps_the_mask(logic, scene, loaded, lung1):
                                 texture_overrides={"firstorder_Mean": -20.0}))
     _check(scene, node, before, first, "retextured", nodule)
     assert np.array_equal(_mask(first).array, nodule)
-    # what the engine is asked for: the preset with the slider's feature replaced, the others kept
+    # what the engine is asked for: the preset as the source, the sliders as overrides (the engine fills the rest)
     from radsynth.radiomics import load_preset
 
     asked = {}
 
     def spy(request, target, progress, cancel):
-        asked.update(target)
+        asked.update(source=dict(target), overrides=dict(request.texture_overrides))
         return logic.runner(request, target, progress, cancel)
 
     [second] = logic.run(_params(node, operation=RETEXTURE, segmentation=seg, segment_id=sid,
                                  texture_overrides={"firstorder_Mean": 80.0, "glcm_Contrast": 5.0}), runner=spy)
-    assert asked == dict(load_preset(PRESET), firstorder_Mean=80.0, glcm_Contrast=5.0)
+    assert asked == {"source": load_preset(PRESET), "overrides": {"firstorder_Mean": 80.0, "glcm_Contrast": 5.0}}
     assert second["targets"]["firstorder_Mean"] == 80.0 and second["targets"]["glcm_Contrast"] == 5.0
     assert np.array_equal(_mask(second).array, nodule)
 

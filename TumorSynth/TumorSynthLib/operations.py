@@ -20,6 +20,7 @@ import numpy as np
 
 from radsynth import mrml
 from radsynth.errors import InvalidMaskError, RadSynthError, WorkerError
+from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
 
@@ -32,8 +33,6 @@ OPERATIONS = (PLACE, REMOVE, MOVE, RESIZE, RETEXTURE)
 SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND = "generate", "painted", "inside", "around"
 SHAPE_MODES = (SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND)
 VOLUME = "volume_ml"
-#: the texture features the panel's sliders drive; the other target features stay as the source has them
-TEXTURE_SLIDER_FEATURES = ("firstorder_Mean", "firstorder_Entropy", "glcm_Contrast")
 MAX_VARIANTS = 20
 #: Variants must differ in texture too, not only in shape: the bridge sampler is deterministic at eta = 0.
 VARIANT_ETA = 1.0
@@ -176,7 +175,8 @@ class ManipulateRunner:
             fn, args = manipulate.place, (request.image, target)
             common.update(point_lps=request.point_lps, painted=request.painted, shape=request.shape_mode,
                           shape_features=request.shape_features, organ=request.organ,
-                          shape_model=self.shape_model(), guidance=request.guidance)
+                          texture_overrides=request.texture_overrides, shape_model=self.shape_model(),
+                          guidance=request.guidance)
         elif op == MOVE:
             fn, args = manipulate.move, (request.image, request.mask, request.shift_lps)
         elif op == RESIZE:
@@ -184,7 +184,7 @@ class ManipulateRunner:
             common.update(volume_ml=request.shape_features[VOLUME])
         elif op == RETEXTURE:
             fn, args = manipulate.retexture, (request.image, request.mask, target)
-            common.update(guidance=request.guidance)
+            common.update(texture_overrides=request.texture_overrides, guidance=request.guidance)
         elif op == REMOVE:
             fn, args = tumor.remove, (request.image, request.mask)
         else:
@@ -272,7 +272,6 @@ class OperationsLogic:
         target = None
         if first.operation in (PLACE, RETEXTURE):
             target = texture_target(first, progress, cancel)
-            target.update(first.texture_overrides)
         outcomes = []
         for k, request in enumerate(batch):
             def span(fraction: float, stage: str, k=k) -> None:

@@ -2,7 +2,8 @@
 
 Shape sliders fix volume, sphericity, elongation and flatness; the shape model fills every other shape feature
 consistently (``shape.complete_features``). Texture sliders start from the texture source (a preset or a
-measured segment) and override three of its features; the source's other features are kept.
+measured segment) and set three of its features; the engine moves the source's other features along with them
+(``radsynth.pipelines.texture_fill``).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def _write(out: Path, name: str, report: dict) -> None:
 def _summary(section: dict, label: str) -> None:
     for key, value in section.items():
         if isinstance(value, dict) and "spearman" in value and not isinstance(value["spearman"], dict):
-            typer.echo(f"{label} {key:40s} Spearman {value['spearman']:.3f}")
+            slope = f"  slope {value['slope']:.3g}" if "slope" in value else ""
+            typer.echo(f"{label} {key:40s} Spearman {value['spearman']:.3f}{slope}")
 
 
 def _fail(exc: RadSynthError) -> typer.Exit:
@@ -67,7 +68,7 @@ def shape_cmd(out: Path = OUT, targets: int = typer.Option(40, "--targets"), see
 def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), steps: int = typer.Option(10, "--steps"),
                 models: Optional[Path] = MODELS) -> None:
     """Requested vs achieved texture features inside synthesized tumours on held-out lung regions (both
-    protocols + shuffled baseline), and the mean-intensity slider sweep."""
+    protocols + shuffled baseline), and the texture slider sweeps."""
     from ..pipelines.loading import load_models
     from .texture_eval import evaluate_texture
     try:
@@ -80,7 +81,7 @@ def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), s
 @evaluate_app.command("sliders")
 def sliders_cmd(out: Path = OUT, steps: int = typer.Option(10, "--steps"), models: Optional[Path] = MODELS,
                 shape_model: Optional[Path] = SHAPE_MODEL) -> None:
-    """Slider monotonicity: each shape slider and the texture mean-intensity slider swept, Spearman per slider."""
+    """Slider monotonicity: each shape and texture slider swept; Spearman (and slope) per slider."""
     from ..pipelines.loading import load_models
     from ..pipelines.shape import load_shape_model
     from .shape_eval import shape_sweeps

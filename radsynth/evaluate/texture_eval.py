@@ -10,7 +10,7 @@ Two reference points sit next to the model's numbers:
     features the paper's per-sample protocol already scores this highly.
 
 The requests span one axis (lung1 ↔ lung2), so the per-feature correlations measure how well the output follows
-that axis; the ``firstorder_Mean`` sweep probes a direction off it.
+that axis; the slider sweeps probe directions off it, the way the panel's sliders do.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import RadSynthError
 from ..pipelines.loading import TumorModels
+from ..pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
 from ..pipelines.tumor import synthesize
 from ..radiomics import load_preset, texture_features
 from ..sample_data import sample_path
@@ -34,8 +35,10 @@ PRESETS = ("lung1-tumor", "lung2-tumor")
 CASES = ("lung1", "lung2")
 KEY_FEATURES = ("firstorder_Mean", "firstorder_Entropy", "firstorder_90Percentile", "glcm_Contrast",
                 "glrlm_RunEntropy", "glszm_ZoneEntropy")
-SWEEP_FEATURE = "firstorder_Mean"
-SWEEP_OFFSETS_HU = tuple(np.linspace(-150.0, 150.0, 7))
+#: slider sweeps around the preset's value: ±150 HU, ±1.5 bits, ×¼…×4
+SWEEPS = {"firstorder_Mean": lambda v: v + np.linspace(-150.0, 150.0, 7),
+          "firstorder_Entropy": lambda v: v + np.linspace(-1.5, 1.5, 7),
+          "glcm_Contrast": lambda v: v * 2.0 ** np.linspace(-2.0, 2.0, 7)}
 
 Log = Callable[[str], None]
 
@@ -66,8 +69,10 @@ def _requests(names: Sequence[str], n: int, rng: np.random.Generator) -> tuple[n
     return weights, (1 - weights)[:, None] * a + weights[:, None] * b
 
 
-def _synth(models: TumorModels, image: Volume, mask: np.ndarray, target: dict, steps: int, seed: int):
-    res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=target, steps=steps, seed=seed)
+def _synth(models: TumorModels, image: Volume, mask: np.ndarray, target: dict, steps: int, seed: int,
+           overrides: Optional[dict] = None):
+    res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=target, overrides=overrides,
+                     steps=steps, seed=seed)
     return np.array([a for _, _, a in res.features], dtype=np.float64), res.timings
 
 
@@ -122,36 +127,31 @@ def evaluate_texture(models: TumorModels, n: int = 12, steps: int = 10, seed: in
     return report
 
 
-def texture_sweep(models: TumorModels, offsets: Sequence[float] = SWEEP_OFFSETS_HU, steps: int = 10, seed: int = 0,
-                  preset: str = PRESETS[0], out: Optional[Path] = None) -> dict:
-    """Shift the requested ``firstorder_Mean`` of a preset by each offset (everything else as the preset) in one
-    held-out region per case, same noise seed throughout → Spearman and slope of the achieved mean."""
-    t0 = time.perf_counter()
-    names = list(models.normalizer.names)
+def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: str = PRESETS[0],
+                  out: Optional[Path] = None) -> dict:
+    """Each texture slider swept from ``preset`` as the panel sends it (the slider set, the other features filled
+    by the engine), in one held-out region per case with the same noise seed throughout → Spearman and slope of
+    the achieved value per slider."""
     base = load_preset(preset)
-    normalize = _normalize(models)
-    j = names.index(SWEEP_FEATURE)
     regions = _regions(len(CASES), seed + 100)
-    values = [base[SWEEP_FEATURE] + float(o) for o in offsets]
-    per_region, pooled_req, pooled_ach = {}, [], []
-    for case, image, mask in regions:
-        got = [_synth(models, image, mask, {**base, SWEEP_FEATURE: v}, steps, seed)[0][j] for v in values]
-        slope = float(np.polyfit(values, got, 1)[0])
-        # ρ alone can be 1 for a response of a hundredth of a HU; the slope says whether the slider does anything
-        per_region[case] = {"achieved": [float(g) for g in got], "spearman": fd.slider_monotonicity(values, got),
-                            "slope_hu_per_hu": slope}
-        pooled_req += values
-        pooled_ach += got
-    req_z = [float(normalize(np.array([{**base, SWEEP_FEATURE: v}[k] for k in names]))[j]) for v in values]
-    result = {SWEEP_FEATURE: {
-        "preset": preset, "offsets_hu": [float(o) for o in offsets], "requested": values,
-        "requested_z": req_z, "per_region": per_region,
-        "spearman": float(np.mean([r["spearman"] for r in per_region.values()])),
-        "slope_hu_per_hu": float(np.mean([r["slope_hu_per_hu"] for r in per_region.values()])),
-        "note": "other features stay at the preset, so the request is internally inconsistent (median and "
-                "percentiles unchanged); a weak response partly reflects that",
-        "seconds": round(time.perf_counter() - t0, 1)}}
+    result, panels = {}, []
+    for feature in TEXTURE_SLIDER_FEATURES:
+        t0 = time.perf_counter()
+        values = [float(v) for v in SWEEPS[feature](base[feature])]
+        j = list(models.normalizer.names).index(feature)
+        per_region, pooled = {}, []
+        for case, image, mask in regions:
+            got = [_synth(models, image, mask, base, steps, seed, {feature: v})[0][j] for v in values]
+            # ρ alone can be 1 for a response of a hundredth of a unit; the slope says whether the slider does anything
+            per_region[case] = {"achieved": [float(g) for g in got], "spearman": fd.slider_monotonicity(values, got),
+                                "slope": float(np.polyfit(values, got, 1)[0])}
+            pooled += got
+        result[feature] = {"preset": preset, "requested": values, "per_region": per_region,
+                           "spearman": float(np.mean([r["spearman"] for r in per_region.values()])),
+                           "slope": float(np.mean([r["slope"] for r in per_region.values()])),
+                           "seconds": round(time.perf_counter() - t0, 1)}
+        panels.append((feature, values * len(regions), pooled))
     if out is not None:
-        fd.scatter_plot(Path(out) / "texture_sliders.png", [(f"{SWEEP_FEATURE} sweep (HU)", pooled_req, pooled_ach)],
-                        f"Texture slider: {SWEEP_FEATURE} of {preset} shifted, other features fixed")
+        fd.scatter_plot(Path(out) / "texture_sliders.png", panels,
+                        f"Texture sliders from {preset}: requested vs achieved (other features filled)")
     return result

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import torch
 
+from ..conditioning import gaussian_from_card
 from ..device import pick_device
 from ..errors import ModelError
 from ..models import bundled, load_into, load_model
@@ -41,6 +44,8 @@ class TumorModels:
     vq_card: dict
     texture_card: dict
     device: torch.device
+    #: (mean, cov) of the normalized training features, for filling unset features; None on cards without one
+    gaussian: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -76,4 +81,5 @@ def load_models(texture_dir: Path | str | None = None, vqgan_dir: Path | str | N
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"The model card in {texture_dir} is incomplete or inconsistent ({exc!r}).") from exc
     load_into(texture, state, texture_dir)
-    return TumorModels(codec, texture.to(device).eval(), bridge, normalizer, spec, vq_card, card, device)
+    gaussian = gaussian_from_card(card, len(normalizer.names)) if "gaussian" in card else None
+    return TumorModels(codec, texture.to(device).eval(), bridge, normalizer, spec, vq_card, card, device, gaussian)

@@ -123,19 +123,21 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
     return _remove_then_synthesize("resize", image, old, union, new, models, steps, eta, seed, progress, cancel)
 
 
-def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *, guidance: float = 1.0,
+def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *,
+              texture_overrides: Optional[Mapping[str, float]] = None, guidance: float = 1.0,
               models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
               seed: int = 0, progress: Optional[ProgressFn] = None,
               cancel: Optional[CancelToken] = None) -> TumorResult:
-    result = synthesize(image, tumor, models, target=target, guidance=guidance, steps=steps, eta=eta, seed=seed,
-                        progress=progress, cancel=cancel)
+    result = synthesize(image, tumor, models, target=target, overrides=texture_overrides, guidance=guidance,
+                        steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel)
     result.operation = "retexture"
     return result
 
 
 def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted: Optional[Volume] = None,
           shape: str = "generate", shape_features: Optional[Mapping[str, float]] = None,
-          organ: Optional[Volume] = None, models: Optional[TumorModels] = None,
+          organ: Optional[Volume] = None, texture_overrides: Optional[Mapping[str, float]] = None,
+          models: Optional[TumorModels] = None,
           shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = 1.0, steps: Optional[int] = None,
           eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
           cancel: Optional[CancelToken] = None) -> TumorResult:
@@ -143,7 +145,8 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
 
     At ``point_lps`` the shape comes from the shape generator (``shape_features`` incl. ``volume_ml``). With a
     ``painted`` region: ``shape="painted"`` uses it as drawn; ``"inside"`` generates a shape of the region's volume
-    clipped to it; ``"around"`` generates one of the region's volume centred on it.
+    clipped to it; ``"around"`` generates one of the region's volume centred on it. ``texture_overrides`` set
+    single texture features of ``target`` (see ``synthesize``).
     """
     check_ct(image)
     models = models or load_models()
@@ -152,8 +155,9 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
     if painted is not None:
         region = mask_on_grid(painted, image).array.astype(bool)
         if shape == "painted":
-            return _as_place(synthesize(image, _label(image, region), models, target=target, guidance=guidance,
-                                        steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel))
+            return _as_place(synthesize(image, _label(image, region), models, target=target,
+                                        overrides=texture_overrides, guidance=guidance, steps=steps, eta=eta,
+                                        seed=seed, progress=progress, cancel=cancel))
         if shape not in ("inside", "around"):
             raise RadSynthError(f"Unknown shape mode {shape!r}: use painted, inside or around.")
         point_lps, _ = mask_center_and_extent(image, region)
@@ -169,8 +173,8 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
     frame = shape_gen.generate_shape(shape_model, features, seed=seed)[0]
     frame, voxel_mm = shape_gen.scale_to_volume(frame, features[shape_gen.VOLUME])
     mask = shape_gen.place_shape(image, point_lps, frame, voxel_mm, organ=organ_arr)
-    return _as_place(synthesize(image, mask, models, target=target, guidance=guidance, steps=steps, eta=eta,
-                                seed=seed, progress=progress, cancel=cancel))
+    return _as_place(synthesize(image, mask, models, target=target, overrides=texture_overrides, guidance=guidance,
+                                steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel))
 
 
 def _as_place(result: TumorResult) -> TumorResult:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..conditioning import conditional_fill, gaussian_from_card
 from ..device import pick_device
 from ..errors import ModelError, RadSynthError
 from ..models import bundled, load_into, load_model
@@ -93,9 +94,6 @@ def load_shape_model(folder: Path | str | None = None, device: str | torch.devic
     card, state = load_model(folder, KIND)
     try:
         normalizer = FeatureNormalizer.from_dict(card["features"])
-        gauss = card["gaussian"]
-        mean = np.asarray(gauss["mean"], dtype=np.float64)
-        cov = np.asarray(gauss["cov"], dtype=np.float64)
         grid = int(card["grid"])
         generator = ShapeGenerator(len(normalizer.names), card["architecture"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -103,9 +101,7 @@ def load_shape_model(folder: Path | str | None = None, device: str | torch.devic
     if normalizer.params_version != FRAME_VERSION or tuple(normalizer.names) != COND_FEATURES:
         raise ModelError(f"The shape model in {folder} uses feature definitions {normalizer.params_version!r}; "
                          f"this radsynth needs {FRAME_VERSION!r}. Use a matching model or radsynth version.")
-    n = len(COND_FEATURES)
-    if mean.shape != (n,) or cov.shape != (n, n) or not np.all(np.isfinite(cov)):
-        raise ModelError(f"The shape model card in {folder} has an unusable feature Gaussian.")
+    mean, cov = gaussian_from_card(card, len(COND_FEATURES))
     load_into(generator, state, folder)
     return ShapeModel(generator.to(device).eval(), normalizer, mean, cov, grid, card, device)
 
@@ -161,16 +157,9 @@ def complete_features(model: ShapeModel, fixed: Mapping[str, float]) -> dict[str
     values = _canonical(fixed)
     _validate(values)
     names = list(model.names)
-    known = [i for i, n in enumerate(names) if n in values]
-    x = model.gauss_mean.copy()
-    if known:
-        xk = (np.array([values[names[i]] for i in known]) - model.normalizer.mean[known]) / model.normalizer.std[known]
-        unknown = [i for i in range(len(names)) if i not in known]
-        cov = model.gauss_cov
-        # ridge: Sphericity and SurfaceArea/V^(2/3) are almost collinear, so the fixed block can be near-singular
-        kk = cov[np.ix_(known, known)] + 1e-3 * np.eye(len(known))
-        x[unknown] = model.gauss_mean[unknown] + cov[np.ix_(unknown, known)] @ np.linalg.solve(
-            kk, xk - model.gauss_mean[known])
+    fixed = {i: (values[n] - model.normalizer.mean[i]) / model.normalizer.std[i]
+             for i, n in enumerate(names) if n in values}
+    x = conditional_fill(model.gauss_mean, model.gauss_cov, fixed)
     filled = model.normalizer.denormalize(x)
     out = {n: (values[n] if n in values else filled[n]) for n in names}
     # a filled ratio can fall outside its definition range when the fixed values are extreme

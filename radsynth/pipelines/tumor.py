@@ -26,6 +26,7 @@ from ..result import TumorResult
 from ..samplers.bridge import sample_bridge
 from ..volume import Volume, check_ct, mask_on_grid
 from .loading import TumorModels, load_models
+from .texture_fill import complete_texture
 
 #: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too); synthesis fills the
 #: mask exactly, as in training (a dilated hole grew a halo around synthetic tumours). Blending fades over FEATHER.
@@ -103,7 +104,7 @@ def _generate(models: TumorModels, region: Region, condition: Optional[np.ndarra
 def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorModels],
          condition_features: Optional[Mapping[str, float]], guidance: float, steps: Optional[int],
          eta: Optional[float], seed: int, progress: Optional[ProgressFn],
-         cancel: Optional[CancelToken]) -> TumorResult:
+         cancel: Optional[CancelToken], overrides: Optional[Mapping[str, float]] = None) -> TumorResult:
     staged = StagedProgress(progress, STAGE_WEIGHTS, cancel)
     timer = _Timer(staged)
     with timer("load"):
@@ -113,6 +114,10 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
         eta = float(sampling.get("eta", 0.0) if eta is None else eta)
         if not 2 <= steps <= models.bridge.num_steps:
             raise RadSynthError(f"Sampling steps must be between 2 and {models.bridge.num_steps}; got {steps}.")
+        fill_method = None
+        if condition_features is not None:
+            condition_features, fill_method = complete_texture(models.normalizer, models.gaussian, condition_features,
+                                                        overrides)
     with timer("crop"):
         on_grid = _validated_mask(image, mask, models)
         condition = None if condition_features is None else models.normalizer.normalize(condition_features)
@@ -131,6 +136,8 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
                 "device": str(models.device), "region_spec": dataclasses.asdict(models.spec),
                 "margin_mm": margin, "feather_mm": FEATHER_MM, "demo_models": models.is_demo,
                 "torch": torch.__version__, "python": platform.python_version()}
+    if condition_features is not None:
+        settings.update(texture_overrides=dict(overrides or {}), texture_fill=fill_method)
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
     mask_vol = image.with_array(on_grid.astype(np.uint8))
     mask_vol.metadata = {}
@@ -145,10 +152,12 @@ def remove(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *,
 
 
 def synthesize(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *, target: Mapping[str, float],
-               guidance: float = 1.0, steps: Optional[int] = None, eta: Optional[float] = None, seed: int = 0,
-               progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+               overrides: Optional[Mapping[str, float]] = None, guidance: float = 1.0, steps: Optional[int] = None,
+               eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
+               cancel: Optional[CancelToken] = None) -> TumorResult:
     """Generate tumour tissue inside ``mask`` whose radiomics texture features approach ``target``.
 
+    ``overrides`` set single features (the sliders); the others follow them (see ``texture_fill``).
     ``guidance`` scales texture strength: 0 = healthy tissue, 1 = as requested, > 1 = exaggerated.
     """
-    return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel)
+    return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel, overrides)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
+from ..conditioning import fit_gaussian
 from ..device import pick_device
 from ..models import save_model
 from ..nets.shape_gan import (ANALYTIC_FEATURES, DEFAULT_SHAPE_GAN, FeatureRegressor, ShapeDiscriminator,
@@ -187,7 +188,6 @@ def train(out: Path, data_root: Path | None = None, cfg: ShapeConfig = ShapeConf
             log(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
 
     rho = evaluate(ema.cpu(), val_cond.cpu(), normalizer, cfg.seed)
-    feats64 = feats.astype(np.float64)
     card = {
         "name": Path(out).name, "kind": KIND, "version": "0.1.0", "demo": True, "warning": WARNING,
         "architecture": arch, "grid": arch["grid"],
@@ -195,13 +195,14 @@ def train(out: Path, data_root: Path | None = None, cfg: ShapeConfig = ShapeConf
                   "the grid; features measured at 1 unit per voxel, lengths / V^(1/3), area / V^(2/3)"},
         "features": normalizer.to_dict(), "feature_names": list(COND_FEATURES),
         "slider_features": list(SLIDER_FEATURES),
-        "gaussian": {"mean": feats64.mean(0).tolist(), "cov": np.cov(feats64.T).tolist()},
+        "gaussian": fit_gaussian(feats),
         "training": {
             "data": {"procedural": int(sum(t == "procedural" for t in tags)),
                      "real": int(sum(t != "procedural" for t in tags)), "real_lesions": [n for n, _, _ in lesions],
                      "source": str(data_root) if data_root else "pyradiomics sample CTs lung1, lung2"},
             "config": dataclasses.asdict(cfg), "steps": step, "wall_time_s": round(time.perf_counter() - t0, 1),
-            "data_time_s": round(t_data, 1), "soft_feature_scales": {"area": area_scale, "volume": volume_scale}, "final_losses": last, "history": history, "device": str(dev),
+            "data_time_s": round(t_data, 1), "soft_feature_scales": {"area": area_scale, "volume": volume_scale},
+            "final_losses": last, "history": history, "device": str(dev),
             "torch_threads": torch.get_num_threads()},
         "evaluation": {"heldout_spearman": {k: round(v, 4) for k, v in rho.items()}, "n": cfg.n_val},
     }

@@ -1,8 +1,7 @@
 """Train the BBDM texture generator in the VQ-GAN latent, both paths in one model.
 
-Synthesis: a lesion-shaped region is masked → the real tissue inside it, conditioned on that tissue's radiomics.
-  Real tumours are the core of this set; lesion-shaped masks on other tissue teach the feature → texture mapping
-  across the whole feature range (two sample tumours alone could not).
+Synthesis: a lesion-shaped region is masked → the tissue inside it, conditioned on that tissue's radiomics
+  (real tumours, other tissue, procedural tumours: see texture_bank.py).
 Removal: a lesion-shaped mask on healthy tissue (never on a tumour) → the original tissue, learned null condition.
   Because null only ever means "healthy", guidance w interpolates healthy (0) → requested texture (1) → stronger.
 
@@ -22,14 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from ..device import pick_device
-from ..errors import RadSynthError
 from ..models import load_into, load_model, save_model
 from ..processes.bridge import BrownianBridge
-from ..radiomics import FeatureNormalizer, texture_feature_names, texture_features
+from ..conditioning import fit_gaussian
+from ..radiomics import FeatureNormalizer, texture_feature_names
 from ..region import RegionSpec
-from ..volume import Volume
-from .data import (Case, cases_from_folder, crop, hemithorax, lesion_mask, load_case, lung_region, random_center,
-                   sample_cases)
+from .data import cases_from_folder, load_case, sample_cases
+from .texture_bank import build_bank
 from ..nets.texture_unet import DEFAULT_UNET, TextureUNet
 from ..pipelines.loading import load_codec
 
@@ -43,63 +41,9 @@ def masked_input(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask > 0, FILL, image).astype(np.float32)
 
 
-def _features(crop_img: np.ndarray, mask: np.ndarray, spec: RegionSpec) -> dict[str, float] | None:
-    vol = Volume(spec.denormalize(crop_img).astype(np.float32), (0.0, 0.0, 0.0), spec.spacing, (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    try:
-        return texture_features(vol, mask)
-    except RadSynthError:
-        return None
-
-
-def _tumour_shapes(cases: list[Case], size: int) -> list[np.ndarray]:
-    shapes = []
-    for case in cases:
-        if case.tumor.any():
-            idx = np.argwhere(case.tumor)
-            shapes.append(crop(case.tumor, (idx.min(0) + idx.max(0)) // 2, size, False))
-    return shapes
-
-
-def _healthy_mask(cases: list[Case], size: int, spec: RegionSpec, rng: np.random.Generator) -> np.ndarray:
-    """A mask to put on healthy tissue: a real tumour's shape (randomly flipped) 30% of the time, as in the paper's
-    removal samples, else a procedural lesion up to 60 mm so large tumours can be removed too."""
-    shapes = _tumour_shapes(cases, size)
-    if shapes and rng.random() < 0.3:
-        mask = shapes[rng.integers(len(shapes))]
-        for axis in range(3):
-            if rng.random() < 0.5:
-                mask = np.flip(mask, axis)
-        return np.ascontiguousarray(mask)
-    return lesion_mask(size, spec.spacing[0], rng, diameter_mm=(8.0, 60.0))
-
-
-def build_bank(cases: list[Case], spec: RegionSpec, n: int, tumor_fraction: float, rng: np.random.Generator):
-    """Draw n (crop, mask, features | None) samples; None features = removal sample."""
-    size = spec.size[0]
-    bank = []
-    while len(bank) < n:
-        case = cases[rng.integers(len(cases))]
-        mirror = rng.random() < 0.5
-        if case.tumor.any() and rng.random() < tumor_fraction:
-            idx = np.argwhere(case.tumor)
-            center = ((idx.min(0) + idx.max(0)) // 2) + rng.integers(-6, 7, 3)
-            img, msk = crop(case.image, center, size, -1.0), crop(case.tumor, center, size, False)
-            removal = False
-        else:
-            region = (lung_region(case) if rng.random() < 0.6 else case.body) & hemithorax(case, size, "train")
-            center = random_center(case, rng, region, margin=size // 4)
-            img = crop(case.image, center, size, -1.0)
-            msk = _healthy_mask(cases, size, spec, rng)
-            if (crop(case.tumor, center, size, False) & msk).any():
-                continue  # a healthy-tissue target must not contain tumour
-            removal = rng.random() < 0.5
-        if mirror:
-            img, msk = img[:, :, ::-1].copy(), msk[:, :, ::-1].copy()
-        feats = None if removal else _features(img, msk, spec)
-        if not removal and feats is None:
-            continue
-        bank.append((img, msk.astype(np.float32), feats))
-    return bank
+@torch.no_grad()
+def _roundtrip(codec, img: np.ndarray, device) -> np.ndarray:
+    return codec.decode(codec.encode(torch.from_numpy(img)[None, None].to(device)))[0, 0].cpu().numpy()
 
 
 @torch.no_grad()
@@ -127,9 +71,11 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     t0 = time.time()
     sources = cases_from_folder(data) if data else sample_cases()
     cases = [load_case(*s, spec) for s in sources]
-    bank = build_bank(cases, spec, samples, tumor_fraction=0.15, rng=rng)
+    bank = build_bank(cases, spec, samples, rng, roundtrip=lambda img: _roundtrip(codec, img, device))
     names = texture_feature_names()
-    normalizer = FeatureNormalizer.fit(names, [b[2] for b in bank if b[2] is not None])
+    rows = [b[2] for b in bank if b[2] is not None]
+    normalizer = FeatureNormalizer.fit(names, rows)
+    gaussian = fit_gaussian(np.stack([normalizer.normalize(r) for r in rows]))
     x0, y, m, f, null = encode_bank(codec, bank, normalizer, device, vq_card["latent"]["factor"])
     n_tumor = sum(1 for b in bank if b[2] is not None)
     print(json.dumps({"bank": len(bank), "synthesis": n_tumor, "removal": len(bank) - n_tumor,
@@ -144,8 +90,8 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    make_card = _card(out, data, arch, vq_card, bridge, normalizer, sources, bank, n_tumor, batch, lr, device, t0,
-                      init)
+    make_card = _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank, n_tumor, batch, lr, device,
+                      t0, init)
     t1, log = time.time(), []
     for step in range(1, steps + 1):
         idx = torch.from_numpy(rng.integers(0, len(bank), batch))
@@ -172,7 +118,8 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     return saved
 
 
-def _card(out, data, arch, vq_card, bridge, normalizer, sources, bank, n_tumor, batch, lr, device, t0, init):
+def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank, n_tumor, batch, lr, device, t0,
+          init):
     def make(step: int, log: list) -> dict:
         card = {
             "name": out.name, "kind": "bbdm-texture", "version": "0.1.0",
@@ -185,6 +132,7 @@ def _card(out, data, arch, vq_card, bridge, normalizer, sources, bank, n_tumor, 
             "bridge": {"num_steps": bridge.num_steps, "m_min": 0.001, "m_max": 0.999, "max_var": 1.0},
             "sampling": {"default_steps": 50, "eta": 1.0},  # re-check with scripts/benchmark_tumor.py
             "features": normalizer.to_dict(),
+            "gaussian": gaussian,
             "fill": FILL,
             "weights_dtype": "float16",
             "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,

@@ -27,8 +27,8 @@ def random_batch(cases: list[Case], batch: int, size: int, rng: np.random.Genera
     out = []
     for _ in range(batch):
         case = cases[rng.integers(len(cases))]
-        region = case.tumor if (case.tumor.any() and rng.random() < 0.25) else case.body
-        c = random_center(case, rng, region, margin=4) + rng.integers(-8, 9, 3)
+        key = "tumor" if (case.tumor.any() and rng.random() < 0.25) else "body"
+        c = random_center(case, rng, getattr(case, key), margin=4, key=key) + rng.integers(-8, 9, 3)
         x = crop(case.image, c, size, -1.0)
         if rng.random() < 0.5:
             x = x[:, :, ::-1]  # left-right mirror is anatomically plausible; other flips are not

@@ -216,7 +216,8 @@ def shared_client() -> WorkerClient:
 
 
 def run_in_worker(op: str, image: Volume, mask: Volume, *, target: Optional[dict[str, float]] = None,
-                  guidance: float = 1.0, steps: Optional[int] = None, seed: int = 0,
+                  overrides: Optional[dict[str, float]] = None, guidance: float = 1.0,
+                  steps: Optional[int] = None, seed: int = 0,
                   model_dir: Optional[str] = None, device: Optional[str] = None,
                   progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
                   client: Optional[WorkerClient] = None) -> WorkerResult:
@@ -230,6 +231,7 @@ def run_in_worker(op: str, image: Volume, mask: Volume, *, target: Optional[dict
                                   "model_dir": str(model_dir) if model_dir else None, "device": device}
         if target is not None:
             params["target"] = {k: float(v) for k, v in target.items()}
+            params["overrides"] = {k: float(v) for k, v in (overrides or {}).items()}
         write_scratch(image, params["image"])
         write_scratch(mask, params["mask"])
         return WorkerResult.from_event(op, client.run(op, params, progress=progress, cancel=cancel))

@@ -31,12 +31,14 @@ class TumorRunner:
         self._client = WorkerClient() if self._own_client else client
 
     def __call__(self, op: str, image: Volume, mask: Volume, *, target: Optional[dict[str, float]] = None,
-                 guidance: float = 1.0, steps: Optional[int] = None, seed: int = 0,
+                 overrides: Optional[dict[str, float]] = None, guidance: float = 1.0,
+                 steps: Optional[int] = None, seed: int = 0,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Any:
         check_op(op)
         if self.worker:
-            result = run_in_worker(op, image, mask, target=target, guidance=guidance, steps=steps, seed=seed,
-                                   model_dir=self.model_dir, device=self.device, progress=progress, cancel=cancel,
+            result = run_in_worker(op, image, mask, target=target, overrides=overrides, guidance=guidance,
+                                   steps=steps, seed=seed, model_dir=self.model_dir, device=self.device,
+                                   progress=progress, cancel=cancel,
                                    client=self._client)
             self.cards = result.report().get("model_cards", {})
             return result
@@ -56,7 +58,8 @@ class TumorRunner:
             return tumor.remove(image, mask, self._models, **common)
         if target is None:
             raise RadSynthError("Synthesis needs target texture features (a preset, a feature file or a tumour).")
-        return tumor.synthesize(image, mask, self._models, target=target, guidance=guidance, **common)
+        return tumor.synthesize(image, mask, self._models, target=target, overrides=overrides, guidance=guidance,
+                                **common)
 
     def close(self) -> None:
         if self._own_client and self._client is not None:

@@ -113,7 +113,7 @@ class _Server:
             self._runner = TumorRunner(False, *key)
         cached = self._runner.load_s is not None
         image, mask = read_volume(params["image"]), read_volume(params["mask"])
-        result = self._runner(op, image, mask, target=params.get("target"),
+        result = self._runner(op, image, mask, target=params.get("target"), overrides=params.get("overrides"),
                               guidance=float(params.get("guidance", 1.0)), steps=params.get("steps"),
                               seed=int(params.get("seed", 0)), progress=progress, cancel=token)
         token.check()

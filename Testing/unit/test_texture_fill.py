@@ -1,0 +1,70 @@
+"""Filling unset texture features: conditional mean of the training Gaussian, centred on the source."""
+
+import numpy as np
+import pytest
+
+from radsynth.conditioning import conditional_fill, fit_gaussian, gaussian_from_card
+from radsynth.errors import ModelError, RadSynthError
+from radsynth.pipelines.texture_fill import FILL_GAUSSIAN, FILL_NONE, complete_texture
+from radsynth.radiomics import FeatureNormalizer
+
+NAMES = ("mean", "p90", "contrast")
+
+
+@pytest.fixture
+def model():
+    """Training rows where p90 = mean + 40 HU exactly and contrast is independent of both."""
+    rng = np.random.default_rng(0)
+    mean = rng.normal(0.0, 50.0, 4000)
+    rows = [{"mean": m, "p90": m + 40.0, "contrast": c} for m, c in zip(mean, rng.normal(10.0, 2.0, 4000))]
+    normalizer = FeatureNormalizer.fit(NAMES, rows)
+    card = {"gaussian": fit_gaussian(np.stack([normalizer.normalize(r) for r in rows]))}
+    return normalizer, gaussian_from_card(card, len(NAMES))
+
+
+SOURCE = {"mean": 20.0, "p90": 70.0, "contrast": 12.0}
+
+
+def test_no_override_gives_back_the_source(model):
+    target, how = complete_texture(*model, SOURCE, {})
+    assert target == SOURCE and how == FILL_GAUSSIAN
+
+
+def test_a_moved_slider_carries_its_correlated_features(model):
+    target, how = complete_texture(*model, SOURCE, {"mean": 80.0})
+    assert target["mean"] == 80.0 and how == FILL_GAUSSIAN
+    # p90 follows mean one-to-one in training: +60 HU on mean moves it +60 HU from the source's value
+    assert target["p90"] == pytest.approx(130.0, abs=1.0)
+    # contrast is uncorrelated: it keeps the source's value
+    assert target["contrast"] == pytest.approx(12.0, abs=0.2)
+
+
+def test_without_a_gaussian_only_the_override_changes(model):
+    target, how = complete_texture(model[0], None, SOURCE, {"mean": 80.0})
+    assert target == dict(SOURCE, mean=80.0) and how == FILL_NONE
+
+
+@pytest.mark.parametrize("overrides, message", [({"glcm_Nope": 1.0}, "not a texture feature"),
+                                                ({"mean": float("nan")}, "finite number"),
+                                                ({"mean": "high"}, "finite number")])
+def test_bad_overrides_are_refused(model, overrides, message):
+    with pytest.raises(RadSynthError, match=message):
+        complete_texture(*model, SOURCE, overrides)
+
+
+def test_a_source_missing_features_is_refused(model):
+    with pytest.raises(RadSynthError, match="lacks 1 features"):
+        complete_texture(*model, {"mean": 1.0, "p90": 2.0}, {"mean": 3.0})
+
+
+def test_conditional_fill_sets_the_fixed_entries_exactly():
+    cov = np.array([[1.0, 0.5], [0.5, 1.0]])
+    x = conditional_fill(np.zeros(2), cov, {0: 2.0})
+    assert x[0] == 2.0 and x[1] == pytest.approx(0.5 * 2.0 / (1.0 + 1e-3))
+
+
+@pytest.mark.parametrize("card", [{}, {"gaussian": {"mean": [0.0], "cov": [[1.0]]}},
+                                  {"gaussian": {"mean": [0, 0, 0], "cov": [[float("nan")] * 3] * 3}}])
+def test_unusable_card_gaussians_are_refused(card):
+    with pytest.raises(ModelError):
+        gaussian_from_card(card, 3)

@@ -1,0 +1,55 @@
+"""The texture target a synthesis is conditioned on: a source (preset, measured tumour) with some features set.
+
+Features not set follow the set ones by the training regression (see :mod:`radsynth.conditioning`), centred on
+the source: untouched sliders reproduce the source exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import numpy as np
+
+from ..conditioning import conditional_fill
+from ..errors import RadSynthError
+from ..radiomics import FeatureNormalizer
+
+#: the texture features a user sets directly (the panel's sliders; ``--set`` takes any feature)
+TEXTURE_SLIDER_FEATURES = ("firstorder_Mean", "firstorder_Entropy", "glcm_Contrast")
+FILL_GAUSSIAN = "conditional mean of the training feature Gaussian, centred on the source"
+FILL_NONE = "none: the model card has no feature Gaussian; unset features keep the source's values"
+
+
+def check_overrides(names, overrides: Optional[Mapping[str, float]]) -> dict[str, float]:
+    out = {}
+    for name, value in (overrides or {}).items():
+        if name not in names:
+            raise RadSynthError(f"{name!r} is not a texture feature this model is conditioned on "
+                                f"(see `radsynth presets --show` for the names).")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RadSynthError(f"The value for {name} must be a finite number (got {value!r}).")
+        out[name] = float(value)
+    return out
+
+
+def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[tuple[np.ndarray, np.ndarray]],
+                     source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> tuple[dict, str]:
+    """(full target, how unset features were filled) for ``source`` with ``overrides`` applied."""
+    overrides = check_overrides(normalizer.names, overrides)
+    missing = [n for n in normalizer.names if n not in source]
+    if missing:
+        raise RadSynthError(f"The texture source lacks {len(missing)} features the model needs, e.g. {missing[0]}.")
+    target = {n: float(source[n]) for n in normalizer.names}
+    if not overrides:
+        return target, FILL_GAUSSIAN if gaussian is not None else FILL_NONE
+    if gaussian is None:
+        target.update(overrides)
+        return target, FILL_NONE
+    z = (np.array([target[n] for n in normalizer.names]) - normalizer.mean) / normalizer.std
+    position = {n: i for i, n in enumerate(normalizer.names)}
+    fixed = {position[n]: (v - normalizer.mean[position[n]]) / normalizer.std[position[n]]
+             for n, v in overrides.items()}
+    filled = normalizer.denormalize(conditional_fill(z, gaussian[1], fixed))
+    filled.update(overrides)  # exact, not round-tripped through the z-score
+    return filled, FILL_GAUSSIAN
