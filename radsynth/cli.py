@@ -90,17 +90,20 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
-def _read_inputs(image_path: Path, mask_path: Path) -> tuple[Volume, Volume]:
+def _read_inputs(image_path: Path, mask_path: Optional[Path]) -> tuple[Volume, Optional[Volume]]:
     image = read_volume(image_path)
     check_ct(image)
-    return image, mask_on_grid(read_volume(mask_path), image)
+    return image, mask_on_grid(read_volume(mask_path), image) if mask_path else None
 
 
-def _run(op: str, image_path: Path, mask_path: Path, out: Path, out_mask: Optional[Path], report: Optional[Path],
-         steps: Optional[int], seed: int, device: Device, models: Optional[Path], in_process: bool,
-         target_fn: Optional[Callable[[], tuple[dict, dict]]] = None, guidance: float = 1.0,
-         overrides: Optional[dict[str, float]] = None) -> None:
-    """Shared body of ``tumor remove`` and ``tumor synthesize``: read, run, then write everything at the end."""
+#: options_fn(image, mask) -> (the operation's options for TumorRunner, what the report records about them)
+OptionsFn = Callable[[Volume, Optional[Volume]], tuple[dict, dict]]
+
+
+def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Path, out_mask: Optional[Path],
+                  report: Optional[Path], steps: Optional[int], seed: int, device: Device, models: Optional[Path],
+                  in_process: bool, options_fn: Optional[OptionsFn] = None, inputs: Optional[dict] = None) -> None:
+    """Body of every ``tumor`` command: read, run (here or in the worker), then write everything at the end."""
     from .demo import operation_report, software_versions, write_json
     from .worker import TumorRunner
     try:
@@ -112,34 +115,33 @@ def _run(op: str, image_path: Path, mask_path: Path, out: Path, out_mask: Option
             with _progress_bar() as progress, TumorRunner(worker=not in_process, device=device.value,
                                                            model_dir=str(models) if models else None) as runner:
                 image, mask = _read_inputs(image_path, mask_path)
-                target, target_info = None, {}
-                if target_fn:
-                    progress(0.0, "texture features")
-                    target, target_info = target_fn()
-                result = runner(op, image, mask, target=target, overrides=overrides, guidance=guidance, steps=steps,
-                                seed=seed, progress=progress, cancel=cancel)
+                progress(0.0, "preparing")
+                options, info = options_fn(image, mask) if options_fn else ({}, {})
+                result = runner(op, image, mask, steps=steps, seed=seed, progress=progress, cancel=cancel, **options)
             cancel.check()   # a Ctrl-C that landed after the last step still means "do not write"
             write_volume(result.volume, out)
             if out_mask:
                 write_volume(result.mask, out_mask)
             if report:
-                inputs = {"image": str(image_path), "mask": str(mask_path), **target_info}
+                inputs = {"image": str(image_path), **({"mask": str(mask_path)} if mask_path else {}),
+                          **(inputs or {}), **info}
                 outputs = {"volume": str(out), "mask": str(out_mask) if out_mask else None}
+                extra = {"guidance": options["guidance"]} if "guidance" in options else {}
                 write_json({"software": software_versions(),
                             **operation_report(op, result, inputs, outputs, steps, seed,
-                                               "in-process" if in_process else "worker", guidance=guidance,
-                                               model_cards=runner.cards)}, report)
+                                               "in-process" if in_process else "worker", model_cards=runner.cards,
+                                               **extra)}, report)
     except RadSynthError as exc:
         raise _fail(exc) from None
     except OSError as exc:   # e.g. an output folder that cannot be written
         raise _fail(RadSynthError(f"Could not write the result: {exc}")) from None
     typer.echo(f"wrote {out} (marked synthetic)")
-    for extra in (out_mask, report):
-        if extra:
-            typer.echo(f"wrote {extra}")
+    for extra_path in (out_mask, report):
+        if extra_path:
+            typer.echo(f"wrote {extra_path}")
 
 
-# Options shared by both tumour commands (typer reads them from the signature, so they are repeated as defaults).
+# Options shared by the tumour commands (typer reads them from the signature, so they are repeated as defaults).
 IMAGE = typer.Option(..., "--image", help="CT volume: NRRD, NIfTI or a DICOM series folder.")
 OUT = typer.Option(..., "--out", help="Result volume (.nrrd); its header marks it as synthetic.")
 OUT_MASK = typer.Option(None, "--out-mask", help="Also write the region that was changed, as a label volume.")
@@ -179,7 +181,7 @@ def tumor_remove(image: Path = IMAGE,
                  steps: Optional[int] = STEPS, seed: int = SEED, device: Device = DEVICE,
                  models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Replace the tumour under MASK with plausible healthy tissue."""
-    _run("remove", image, mask, out, out_mask, report, steps, seed, device, models, in_process)
+    run_operation("remove", image, mask, out, out_mask, report, steps, seed, device, models, in_process)
 
 
 @tumor_app.command("synthesize")
@@ -198,11 +200,12 @@ def tumor_synthesize(
     except RadSynthError as exc:
         raise _fail(exc) from None
 
-    def target() -> tuple[dict, dict]:
-        return texture_target(texture_from, features, preset)
+    def options(_image, _mask) -> tuple[dict, dict]:
+        target, info = texture_target(texture_from, features, preset)
+        return {"target": target, "overrides": overrides, "guidance": guidance}, info
 
-    _run("synthesize", image, mask, out, out_mask, report, steps, seed, device, models, in_process,
-         target_fn=target, guidance=guidance, overrides=overrides)
+    run_operation("synthesize", image, mask, out, out_mask, report, steps, seed, device, models, in_process,
+                  options)
 
 
 def check_texture_source(texture_from: Optional[str], features: Optional[Path], preset: Optional[str]) -> None:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "TumorSynth"))
 
 from TumorSynthLib import sliders  # noqa: E402
-from TumorSynthLib.logic import TEXTURE_SEGMENT, BackgroundRun  # noqa: E402
+from TumorSynthLib.logic import TEXTURE_SEGMENT, BackgroundRun, EngineRunner  # noqa: E402
 from TumorSynthLib.operations import (MOVE, PLACE, REMOVE, RESIZE, RETEXTURE, SHAPE_AROUND,  # noqa: E402
                                       SHAPE_INSIDE, SHAPE_PAINTED, TEXTURE_SLIDER_FEATURES, VARIANT_ETA,
                                       OperationParameters, OperationsLogic, centroid_lps)
@@ -185,7 +185,7 @@ def test_place_keeps_the_tumour_inside_the_organ(logic, scene, loaded, lung1, po
     # unconstrained, this tumour (same seed and volume) would stick out of the organ
     from radsynth.pipelines import shape as shape_gen
 
-    frame = shape_gen.generate_shape(logic.runner.shape_model(), {"volume_ml": 4.0}, seed=1)[0]
+    frame = shape_gen.generate_shape(shape_gen.load_shape_model(), {"volume_ml": 4.0}, seed=1)[0]
     frame, voxel_mm = shape_gen.scale_to_volume(frame, 4.0)
     free = shape_gen.place_shape(ct, ct.index_to_physical(np.asarray(points[1], float)[None])[0], frame, voxel_mm)
     assert (free.array.astype(bool) & (organ == 0)).any()
@@ -205,6 +205,31 @@ def test_place_keeps_the_tumour_inside_the_organ(logic, scene, loaded, lung1, po
 
 
 # -- operations on an existing tumour ------------------------------------------------------------------------------
+def test_place_and_move_run_in_the_worker_process(logic, scene, loaded, lung1, points):
+    """The module's default in Slicer: every operation runs in the background worker, with the results of an
+    in-process run (same seed, same shape; texture equal up to float noise between two processes)."""
+    from radsynth.worker import WorkerClient
+
+    ct, _ = lung1
+    node, seg, sid, nodule = loaded
+    before = _array(node).copy()
+    point, _ = _markups(scene, ct, points[1])
+    place = _params(node, operation=PLACE, point=point, shape={"volume_ml": 3.0},
+                    texture_overrides={"firstorder_Mean": 20.0})
+    move = _params(node, operation=MOVE, segmentation=seg, segment_id=sid, point=point)
+    with WorkerClient() as client:
+        worker = OperationsLogic(EngineRunner(worker=True, client=client))
+        placed, moved = worker.run(place)[0], worker.run(move)[0]
+        assert client.pid is not None, "the models live in the worker process, which stays up"
+    _check(scene, node, before, moved, "moved", (_mask(moved).array > 0) | (nodule > 0))
+    for there, params in ((placed, place), (moved, move)):
+        [here] = logic.run(params)
+        assert np.array_equal(_mask(there).array, _mask(here).array)
+        diff = np.abs(_array(there["volume"]).astype(np.float64) - _array(here["volume"]))
+        assert diff.max() <= 2.0, f"worker and in-process results differ by up to {diff.max():g} HU"
+        assert there["measured"].keys() == here["measured"].keys()
+
+
 def test_move_to_the_point(logic, scene, loaded, lung1, points):
     ct, _ = lung1
     node, seg, sid, nodule = loaded
@@ -317,8 +342,8 @@ def test_shape_preview_is_a_temporary_segment_at_the_point(logic, scene, loaded,
     ct, _ = lung1
     node = loaded[0]
     point, lps = _markups(scene, ct, points[1])
-    preview = sliders.ShapePreview(logic.runner)
-    shape = sliders.shape_defaults(logic.runner.shape_model())
+    preview = sliders.ShapePreview()
+    shape = sliders.shape_defaults(preview.shape_model())
     assert shape["volume_ml"] == sliders.DEFAULT_VOLUME_ML and 0 < shape["shape_Flatness"] <= 1
     count = scene.GetNumberOfNodes()
     state = preview.update(dict(shape, volume_ml=5.0), seed=0, volume_node=node, point=point)

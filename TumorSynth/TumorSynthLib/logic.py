@@ -19,6 +19,7 @@ from radsynth import mrml
 from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError, WorkerError
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import Volume, check_ct, synthetic_name
+from radsynth.worker.protocol import options_for
 
 REMOVE, SYNTHESIZE = "remove", "synthesize"
 OPERATIONS = (REMOVE, SYNTHESIZE)
@@ -64,13 +65,21 @@ class Request:
     guidance: float = 1.0
     model_dir: Optional[str] = None
 
+    def engine_options(self, target: Optional[dict]) -> dict[str, Any]:
+        """What the engine's ``TumorRunner`` takes for this operation (``target``: the measured texture)."""
+        return options_for(self.operation, self._option_values(target))
+
+    def _option_values(self, target: Optional[dict]) -> dict[str, Any]:
+        return {"target": target, "guidance": self.guidance, "steps": self.steps, "seed": self.seed}
+
 
 #: runner(request, target, progress, cancel) -> TumorResult-like (volume, mask, features, timings, models, report())
 Runner = Callable[[Request, Optional[dict], ProgressFn, CancelToken], Any]
 
 
 class EngineRunner:
-    """Runs a request with ``radsynth.worker.TumorRunner``: in this process, or in the background worker.
+    """Runs a request (any operation, the panel's manipulations too) with ``radsynth.worker.TumorRunner``: in
+    this process, or in the background worker.
 
     One ``TumorRunner`` per model folder keeps its models loaded between runs (loading takes seconds); choosing
     another folder drops the old models first, since a model set can hold hundreds of MB.
@@ -95,8 +104,8 @@ class EngineRunner:
 
     def __call__(self, request: Request, target: Optional[dict], progress: ProgressFn, cancel: CancelToken):
         runner = self._runner_for(request.model_dir)
-        return runner(request.operation, request.image, request.mask, target=target, guidance=request.guidance,
-                      steps=request.steps, seed=request.seed, progress=progress, cancel=cancel)
+        return runner(request.operation, request.image, request.mask, progress=progress, cancel=cancel,
+                      **request.engine_options(target))
 
     def close(self) -> None:
         if self._runner is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from typing import Any, Optional
 
 import numpy as np
@@ -24,8 +23,8 @@ from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
 
-from .logic import (REMOVED_COLOR, TUMOR_COLOR, Request, TumorSynthParameters, add_result_nodes, prepare_texture,
-                    read_input, texture_target)
+from .logic import (REMOVED_COLOR, TUMOR_COLOR, EngineRunner, Request, TumorSynthParameters, add_result_nodes,
+                    prepare_texture, read_input, texture_target)
 
 PLACE, REMOVE, MOVE, RESIZE, RETEXTURE = "place", "remove", "move", "resize", "retexture"
 OPERATIONS = (PLACE, REMOVE, MOVE, RESIZE, RETEXTURE)
@@ -73,6 +72,12 @@ class OperationRequest(Request):
     texture_overrides: dict = dataclasses.field(default_factory=dict)
     eta: Optional[float] = None
     suffix: str = ""                       # " #k" for the k-th of several variants
+
+    def _option_values(self, target: Optional[dict]) -> dict[str, Any]:
+        return dict(super()._option_values(target), eta=self.eta, point_lps=self.point_lps,
+                    shift_lps=self.shift_lps, painted=self.painted, shape_mode=self.shape_mode, organ=self.organ,
+                    shape_features=self.shape_features, volume_ml=self.shape_features.get(VOLUME),
+                    overrides=self.texture_overrides or None)
 
 
 @dataclasses.dataclass
@@ -132,74 +137,12 @@ def _base_name(name: str) -> str:
     return name[:-len(SYNTHETIC_SUFFIX)] if name.endswith(SYNTHETIC_SUFFIX) else name
 
 
-class ManipulateRunner:
-    """Runs a request with ``radsynth.pipelines.manipulate`` in this process, keeping the models loaded.
-
-    The background worker process only offers remove and synthesize, so these operations run in the host (on the
-    panel's BackgroundRun thread). The shape model also serves the slider preview, which must answer at once.
-    """
-
-    def __init__(self, device: Optional[str] = None) -> None:
-        self.device = device
-        self._models: Any = None
-        self._model_dir: Optional[str] = None
-        self._shape: Any = None
-        self._lock = threading.Lock()
-
-    def models(self, model_dir: Optional[str] = None):
-        from radsynth.pipelines.loading import load_models
-
-        with self._lock:
-            if self._models is None or model_dir != self._model_dir:
-                self._models = None  # free the old set before loading another
-                self._models = load_models(model_dir, device=self.device or "auto")
-                self._model_dir = model_dir
-            return self._models
-
-    def shape_model(self):
-        from radsynth.pipelines.shape import load_shape_model
-
-        with self._lock:
-            if self._shape is None:
-                self._shape = load_shape_model(device=self.device or "auto")
-            return self._shape
-
-    def __call__(self, request: OperationRequest, target: Optional[dict], progress: ProgressFn,
-                 cancel: CancelToken):
-        from radsynth.pipelines import manipulate, tumor
-
-        op = request.operation
-        common = dict(models=self.models(request.model_dir), steps=request.steps, seed=request.seed,
-                      progress=progress, cancel=cancel)
-        if op == PLACE:
-            fn, args = manipulate.place, (request.image, target)
-            common.update(point_lps=request.point_lps, painted=request.painted, shape=request.shape_mode,
-                          shape_features=request.shape_features, organ=request.organ,
-                          texture_overrides=request.texture_overrides, shape_model=self.shape_model(),
-                          guidance=request.guidance)
-        elif op == MOVE:
-            fn, args = manipulate.move, (request.image, request.mask, request.shift_lps)
-        elif op == RESIZE:
-            fn, args = manipulate.resize, (request.image, request.mask)
-            common.update(volume_ml=request.shape_features[VOLUME])
-        elif op == RETEXTURE:
-            fn, args = manipulate.retexture, (request.image, request.mask, target)
-            common.update(texture_overrides=request.texture_overrides, guidance=request.guidance)
-        elif op == REMOVE:
-            fn, args = tumor.remove, (request.image, request.mask)
-        else:
-            raise WorkerError(f"Unknown operation {op!r}.")
-        return fn(*args, eta=request.eta, **common)
-
-    def close(self) -> None:
-        self._models = self._shape = None
-
-
 class OperationsLogic:
-    """Place / remove / move / resize / re-texture on MRML nodes; ``runner`` decides where the pipeline runs."""
+    """Place / remove / move / resize / re-texture on MRML nodes; ``runner`` decides where the pipeline runs
+    (by default an :class:`EngineRunner` in this process; the module passes its worker-backed one)."""
 
     def __init__(self, runner=None) -> None:
-        self.runner = runner or ManipulateRunner()
+        self.runner = runner or EngineRunner()
 
     # -- phase 1: main thread -----------------------------------------------------------------------------------
     def prepare(self, params: OperationParameters) -> list[OperationRequest]:

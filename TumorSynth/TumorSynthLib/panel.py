@@ -28,8 +28,9 @@ class OperationsPanel:
     def __init__(self, widget, ensure_dependencies):
         self.widget, self.ui = widget, widget.ui
         self.ensure_dependencies = ensure_dependencies
-        self.logic = ops.OperationsLogic()
-        self.preview = sliders.ShapePreview(self.logic.runner)
+        # the module's runner: one background worker (and one loaded model set) for every operation
+        self.logic = ops.OperationsLogic(widget.logic.runner)
+        self.preview = sliders.ShapePreview()
         self._observedPoint = None
         ui = self.ui
         self.shapeSliders = {"shape_Sphericity": ui.sphericitySlider, "shape_Elongation": ui.elongationSlider,
@@ -87,7 +88,6 @@ class OperationsPanel:
         self._previewTimer.stop()
         self._observePoint(None)
         self.preview.clear()
-        self.logic.runner.close()
 
     # -- parameter node -----------------------------------------------------------------------------------------
     def updateGUI(self, p):
@@ -219,7 +219,7 @@ class OperationsPanel:
     def onTypicalShape(self):
         if not self.ensure_dependencies():
             return
-        values = sliders.shape_defaults(self.logic.runner.shape_model(), self.ui.volumeSpinBox.value)
+        values = sliders.shape_defaults(self.preview.shape_model(), self.ui.volumeSpinBox.value)
         for feature, slider in self.shapeSliders.items():
             slider.value = values[feature]
 

@@ -17,7 +17,7 @@ from radsynth.errors import RadSynthError
 from radsynth.volume import Volume
 
 from .logic import TEXTURE_PRESET, TEXTURE_SEGMENT, TumorSynthParameters
-from .operations import TEXTURE_SLIDER_FEATURES, VOLUME, ManipulateRunner, point_lps
+from .operations import TEXTURE_SLIDER_FEATURES, VOLUME, point_lps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +95,16 @@ class ShapePreview:
     """Slider fast path: a generated shape (no diffusion) shown as a temporary segment at the clicked point.
 
     The segmentation node is a throw-away display: replaced on every update, never saved with the scene, removed
-    by :meth:`clear`.
+    by :meth:`clear`. The shape generator runs here, not in the worker: a preview must answer within a slider
+    drag, also while the worker is busy with a synthesis; it is small (a few MB) and loads on the first preview.
     """
 
     NODE_NAME = "TumorSynth shape preview"
     COLOR = (1.0, 0.85, 0.2)
 
-    def __init__(self, runner: Optional[ManipulateRunner] = None) -> None:
-        self.runner = runner or ManipulateRunner()
+    def __init__(self, device: Optional[str] = None) -> None:
+        self.device = device
+        self._model = None
         self.node = None
         self._image_key: tuple = ()
         self._image: Optional[Volume] = None
@@ -118,7 +120,7 @@ class ShapePreview:
         """Generate the shape for these slider values; with a volume and a point, show it there."""
         from radsynth.pipelines import shape as shape_gen
 
-        model = self.runner.shape_model()
+        model = self.shape_model()
         mask, measured = shape_gen.preview(model, shape, seed=seed)
         state = PreviewState(measured)
         scene = volume_node.GetScene() if volume_node is not None else None
@@ -138,6 +140,12 @@ class ShapePreview:
         self.node.SetSaveWithScene(False)
         state.node = self.node
         return state
+
+    def shape_model(self):
+        from radsynth.pipelines.shape import load_shape_model
+        if self._model is None:
+            self._model = load_shape_model(device=self.device or "auto")
+        return self._model
 
     def clear(self) -> None:
         if self.node is not None and self.node.GetScene() is not None:

@@ -4,12 +4,14 @@ Models load once, on the first request, and stay loaded; the host (Slicer, the C
 goes down with the worker. Volumes travel as file paths (uncompressed NRRD, written and read in milliseconds).
 
 Protocol, one JSON object per line.
-  host → worker: ``{"id", "op": "remove"|"synthesize"|"ping"|"shutdown", "params": {...}}``, ``{"op": "cancel", "id"}``
+  host → worker: ``{"id", "op": <a protocol.RUN_OPS entry>|"ping"|"shutdown", "params": {...}}``,
+                 ``{"op": "cancel", "id"}``
   worker → host: ``{"id", "event": "progress", "fraction", "stage", "eta_s"}``,
                  ``{"id", "event": "result", "report", "out", "out_mask"}``,
                  ``{"id", "event": "error", "type": <exception class name>, "message"}``
-Run params: ``image``, ``mask`` (paths), ``out``, ``out_mask`` (paths to write), ``target`` (synthesize), ``steps``,
-``seed``, ``guidance``, ``model_dir``, ``device``. Only events go to stdout; everything else goes to stderr.
+Run params: ``image``, ``mask`` (paths; no mask for place), ``out``, ``out_mask`` (paths to write), ``model_dir``,
+``device``, and the operation's options (``protocol.OPTIONS``: e.g. ``target``, ``point_lps``, ``steps``, ``seed``),
+volume options (``painted``, ``organ``, ``others``) as paths. Only events go to stdout; everything else to stderr.
 
 Modules: ``protocol`` (shared helpers), ``server`` (the worker process), ``client`` (``WorkerClient``,
 ``run_in_worker``), ``runner`` (``TumorRunner``: the same call in this process or in the worker).

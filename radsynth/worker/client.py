@@ -21,7 +21,7 @@ from ..errors import CancelledError, RadSynthError, WorkerError
 from ..progress import CancelToken, ProgressFn
 from ..result import TumorResult
 from ..volume import Volume, read_volume
-from .protocol import error_from_event, write_scratch
+from .protocol import VOLUME_OPTIONS, error_from_event, write_scratch
 
 _EOF = object()   # end-of-stream marker on the event queue: the worker's stdout closed
 
@@ -215,25 +215,40 @@ def shared_client() -> WorkerClient:
     return _shared
 
 
-def run_in_worker(op: str, image: Volume, mask: Volume, *, target: Optional[dict[str, float]] = None,
-                  overrides: Optional[dict[str, float]] = None, guidance: float = 1.0,
-                  steps: Optional[int] = None, seed: int = 0,
-                  model_dir: Optional[str] = None, device: Optional[str] = None,
-                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
-                  client: Optional[WorkerClient] = None) -> WorkerResult:
-    """Run ``remove`` or ``synthesize`` in the worker; the scratch folder is removed whatever happens."""
+def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, model_dir: Optional[str] = None,
+                  device: Optional[str] = None, progress: Optional[ProgressFn] = None,
+                  cancel: Optional[CancelToken] = None, client: Optional[WorkerClient] = None,
+                  **options: Any) -> WorkerResult:
+    """Run one operation in the worker (``options`` as for ``TumorRunner``); the scratch folder is removed
+    whatever happens."""
     client = client or shared_client()
     tmp = Path(tempfile.mkdtemp(prefix="radsynth-"))
     try:
-        params: dict[str, Any] = {"image": str(tmp / "image.nrrd"), "mask": str(tmp / "mask.nrrd"),
-                                  "out": str(tmp / "out.nrrd"), "out_mask": str(tmp / "out_mask.nrrd"),
-                                  "steps": steps, "seed": seed, "guidance": guidance,
+        params: dict[str, Any] = {"image": str(tmp / "image.nrrd"), "out": str(tmp / "out.nrrd"),
+                                  "out_mask": str(tmp / "out_mask.nrrd"),
                                   "model_dir": str(model_dir) if model_dir else None, "device": device}
-        if target is not None:
-            params["target"] = {k: float(v) for k, v in target.items()}
-            params["overrides"] = {k: float(v) for k, v in (overrides or {}).items()}
         write_scratch(image, params["image"])
-        write_scratch(mask, params["mask"])
+        volumes = {"mask": mask, **{k: options.pop(k) for k in VOLUME_OPTIONS if k in options}}
+        for key, value in volumes.items():
+            if isinstance(value, (list, tuple)):
+                params[key] = [str(tmp / f"{key}{i}.nrrd") for i in range(len(value))]
+                for vol, path in zip(value, params[key]):
+                    write_scratch(vol, path)
+            elif value is not None:
+                params[key] = str(tmp / f"{key}.nrrd")
+                write_scratch(value, params[key])
+        params.update(_plain(options))
         return WorkerResult.from_event(op, client.run(op, params, progress=progress, cancel=cancel))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars as Python numbers, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    return value.item() if hasattr(value, "item") else float(value)

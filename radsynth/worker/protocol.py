@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import SimpleITK as sitk
 
@@ -11,12 +11,36 @@ from .. import errors
 from ..errors import RadSynthError, WorkerError
 from ..volume import Volume
 
-RUN_OPS = ("remove", "synthesize")
+#: what each operation takes besides the image and the tumour mask (every one also takes steps, seed, eta)
+OPTIONS = {"remove": (), "synthesize": ("target", "overrides", "guidance"),
+           "retexture": ("target", "overrides", "guidance"),
+           "place": ("target", "overrides", "guidance", "point_lps", "painted", "shape_mode", "shape_features",
+                     "organ"),
+           "move": ("shift_lps", "others"), "resize": ("volume_ml", "scale")}
+COMMON_OPTIONS = ("steps", "seed", "eta")
+#: options that are volumes (``others``: a list of them); they travel as scratch files
+VOLUME_OPTIONS = ("painted", "organ", "others")
+RUN_OPS = tuple(OPTIONS)
+#: operations on an existing tumour; ``place`` makes a new one and takes no mask
+MASK_OPS = ("remove", "synthesize", "retexture", "move", "resize")
 
 
 def check_op(op: str) -> None:
     if op not in RUN_OPS:
         raise WorkerError(f"Unknown operation {op!r}; expected one of {', '.join(RUN_OPS)}.")
+
+
+def options_for(op: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The values ``op`` takes, unset (None) ones left out: callers may hold more than one operation needs."""
+    check_op(op)
+    return {k: values[k] for k in OPTIONS[op] + COMMON_OPTIONS if values.get(k) is not None}
+
+
+def check_options(op: str, options: dict[str, Any]) -> None:
+    check_op(op)
+    unknown = sorted(set(options) - set(OPTIONS[op] + COMMON_OPTIONS))
+    if unknown:
+        raise WorkerError(f"The operation {op} does not take {', '.join(unknown)}.")
 
 
 def eta_seconds(elapsed: float, fraction: float) -> Optional[float]:

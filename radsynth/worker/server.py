@@ -15,8 +15,11 @@ from typing import Any, Optional
 from ..errors import RadSynthError, WorkerError
 from ..progress import CancelToken
 from ..volume import read_volume
-from .protocol import check_op, eta_seconds, write_scratch
+from .protocol import VOLUME_OPTIONS, check_op, eta_seconds, write_scratch
 from .runner import TumorRunner
+
+#: request parameters that say where files are and which models to use, not how to run the operation
+_TRANSPORT = ("image", "mask", "out", "out_mask", "model_dir", "device")
 
 
 class _Server:
@@ -91,7 +94,7 @@ class _Server:
 
     def _run(self, rid: str, op: str, params: dict, token: CancelToken) -> None:
         check_op(op)
-        missing = [k for k in ("image", "mask", "out") if not params.get(k)]
+        missing = [k for k in ("image", "out") if not params.get(k)]
         if missing:
             raise WorkerError(f"The request lacks the parameter(s) {', '.join(missing)}.")
         token.check()
@@ -112,10 +115,15 @@ class _Server:
             self._runner = None   # free the old set before loading another
             self._runner = TumorRunner(False, *key)
         cached = self._runner.load_s is not None
-        image, mask = read_volume(params["image"]), read_volume(params["mask"])
-        result = self._runner(op, image, mask, target=params.get("target"), overrides=params.get("overrides"),
-                              guidance=float(params.get("guidance", 1.0)), steps=params.get("steps"),
-                              seed=int(params.get("seed", 0)), progress=progress, cancel=token)
+        image = read_volume(params["image"])
+        mask = read_volume(params["mask"]) if params.get("mask") else None
+        options = {k: v for k, v in params.items() if k not in _TRANSPORT}
+        for key in VOLUME_OPTIONS:
+            if isinstance(options.get(key), list):
+                options[key] = [read_volume(p) for p in options[key]]
+            elif options.get(key):
+                options[key] = read_volume(options[key])
+        result = self._runner(op, image, mask, progress=progress, cancel=token, **options)
         token.check()
         write_scratch(result.volume, params["out"])
         if params.get("out_mask"):
