@@ -155,7 +155,9 @@ IN_PROCESS = typer.Option(True, "--in-process/--worker",
 TEXTURE_FROM = typer.Option(None, "--texture-from", metavar="IMAGE,MASK", help="Copy an existing tumour's texture.")
 FEATURES = typer.Option(None, "--features", help="JSON file of target texture features.")
 PRESET = typer.Option(None, "--preset", help="Named texture preset (see `radsynth presets`).")
-GUIDANCE = typer.Option(1.0, "--guidance", min=0.0, help="Texture strength: 0 healthy, 1 as requested, >1 stronger.")
+GUIDANCE = typer.Option(1.0, "--guidance", min=0.0,
+                        help="Texture strength: 0 = requested intensity and spread only, 1 = all requested features, "
+                             ">1 stronger.")
 SET = typer.Option(None, "--set", metavar="FEATURE=VALUE",
                    help="Set one texture feature of the source (repeatable), as the panel's sliders do, e.g. "
                         "--set firstorder_Mean=60; correlated features follow it.")

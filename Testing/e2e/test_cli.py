@@ -105,6 +105,33 @@ def test_synthesize_texture_from_a_tumour(tmp_path, lung1_site, lung2):
     assert doc["inputs"]["texture_from"] == [str(lung2[0]), str(lung2[1])] and doc["guidance"] == 1.5
 
 
+def test_synthesize_with_a_slider_value_in_the_worker(tmp_path, lung1_site):
+    """--set moves one feature; the engine carries correlated features along and keeps the rest (worker path)."""
+    image_path, site = lung1_site
+    out, report = tmp_path / "tumour.nrrd", tmp_path / "r.json"
+    result = radsynth("tumor", "synthesize", "--image", str(image_path), "--mask", str(site), "--preset",
+                      "lung2-tumor", "--set", "firstorder_Mean=90", "--out", str(out), "--report", str(report),
+                      "--steps", FAST, "--worker")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(report.read_text())["result"]
+    target = {r["name"]: r["target"] for r in doc["features"]}
+    preset = load_preset("lung2-tumor")
+    assert target["firstorder_Mean"] == 90.0 and preset["firstorder_Mean"] < 60.0
+    # the median rises with the mean in any CT training set; a plain override would have left it at the preset's
+    assert target["firstorder_Median"] > preset["firstorder_Median"] + 10.0
+    assert doc["settings"]["texture_overrides"] == {"firstorder_Mean": 90.0}
+    assert "conditional mean" in doc["settings"]["texture_fill"]
+
+
+@pytest.mark.parametrize("value, message", [("firstorder_Mean", "FEATURE=NUMBER"), ("glcm_Nope=1", "not a texture")])
+def test_a_bad_slider_value_exits_2_and_writes_nothing(tmp_path, lung1_site, value, message):
+    image_path, site = lung1_site
+    out = tmp_path / "never.nrrd"
+    result = radsynth("tumor", "synthesize", "--image", str(image_path), "--mask", str(site), "--preset",
+                      "lung2-tumor", "--set", value, "--out", str(out), "--steps", FAST)
+    assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
 def test_nifti_input_and_mask_on_another_grid(tmp_path, lung2):
     """NIfTI in; the mask comes at 1.5 mm isotropic and is resampled onto the CT grid instead of refused."""
     image = sitk.ReadImage(str(lung2[0]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -10,6 +12,7 @@ from typer.testing import CliRunner
 
 from radsynth.cli import app
 from radsynth.demo import choose_site
+from radsynth.radiomics import texture_features
 from radsynth.sample_data import sample_path
 from radsynth.shape_features import fast_shape_features
 from radsynth.volume import SYNTHETIC_KEY, read_volume, write_volume
@@ -49,12 +52,16 @@ def test_place_at_a_ras_point(tmp_path, site):
     assert np.linalg.norm(image.index_to_physical(com[None])[0] - np.asarray(center)) < 5.0
 
 
-def test_move_by_a_ras_shift(tmp_path, site):
+@pytest.mark.parametrize("mode", ["--in-process", "--worker"])
+def test_move_by_a_ras_shift(tmp_path, site, mode):
     image, mask_path, _ = site
-    out, out_mask = tmp_path / "moved.nrrd", tmp_path / "moved_mask.nrrd"
+    out, out_mask, report = tmp_path / "moved.nrrd", tmp_path / "moved_mask.nrrd", tmp_path / "r.json"
     r = radsynth("tumor", "move", "--image", str(sample_path("lung1")), "--mask", str(mask_path),
-                 "--shift-ras", "0,-10,0", "--out", str(out), "--out-mask", str(out_mask), "--steps", FAST)
+                 "--shift-ras", "0,-10,0", "--out", str(out), "--out-mask", str(out_mask), "--steps", FAST,
+                 "--report", str(report), mode)
     assert r.exit_code == 0, r.output
+    doc = json.loads(report.read_text())
+    assert doc["mode"] == mode.strip("-") and doc["result"]["operation"] == "move" and doc["model_cards"]
     old = read_volume(mask_path).array > 0
     new = read_volume(out_mask).array > 0
     # -10 mm anterior (RAS) = +10 mm posterior (LPS y) = +10/spacing along j
@@ -70,6 +77,19 @@ def test_resize_and_retexture(tmp_path, site):
                      "--out", str(out), "--steps", FAST)
         assert r.exit_code == 0, r.output
         assert out.exists()
+
+
+def test_retexture_with_only_a_slider_keeps_the_tumours_own_texture(tmp_path, site):
+    _, mask_path, _ = site
+    out, report = tmp_path / "denser.nrrd", tmp_path / "r.json"
+    r = radsynth("tumor", "retexture", "--image", str(sample_path("lung1")), "--mask", str(mask_path),
+                 "--set", "firstorder_Mean=40", "--out", str(out), "--report", str(report), "--steps", FAST)
+    assert r.exit_code == 0, r.output
+    rows = {f["name"]: f["target"] for f in json.loads(report.read_text())["result"]["features"]}
+    assert rows["firstorder_Mean"] == 40.0
+    # the source is the site's own (healthy lung) texture, far below 40 HU: the filled median follows the mean up
+    own = texture_features(read_volume(sample_path("lung1")), read_volume(mask_path))
+    assert own["firstorder_Mean"] < -500 and rows["firstorder_Median"] > own["firstorder_Median"] + 100
 
 
 @pytest.mark.parametrize("args, message", [

@@ -142,14 +142,17 @@ def test_place_at_a_point(logic, scene, loaded, lung1, points):
     assert _ml(placed) == pytest.approx(3.0, rel=0.2)
     assert np.linalg.norm(centroid_lps(placed) - lps) < 5.0, "the tumour must be centred on the clicked point"
     assert out["targets"]["volume_ml"] == 3.0 and out["measured"]["volume_ml"] == pytest.approx(3.0, rel=0.2)
-    # the texture slider overrides its feature; the preset's other features stay as they are
+    # the texture slider sets its feature; the table shows the request the engine completed from the preset
+    from radsynth.pipelines.loading import load_models
+    from radsynth.pipelines.texture_fill import complete_texture
     from radsynth.radiomics import load_preset
 
     table = out["table"].GetTable()
     rows = {table.GetValue(r, 0).ToString(): table.GetValue(r, 1).ToDouble() for r in range(table.GetNumberOfRows())}
-    preset = load_preset(PRESET)
+    models = load_models(device="cpu")
+    expected, _ = complete_texture(models.normalizer, models.gaussian, load_preset(PRESET), overrides)
     assert rows["firstorder_Mean"] == 20.0 and out["targets"]["firstorder_Mean"] == 20.0
-    assert rows["glcm_Contrast"] == pytest.approx(preset["glcm_Contrast"])
+    assert rows["glcm_Contrast"] == pytest.approx(expected["glcm_Contrast"])
     assert set(TEXTURE_SLIDER_FEATURES) <= set(out["measured"])
 
 
@@ -244,6 +247,22 @@ def test_move_to_the_point(logic, scene, loaded, lung1, points):
     assert after[nodule > 0].mean() < -500, "the old place is aerated lung again, not tumour"
     # the input segmentation is untouched too
     assert np.array_equal(mrml.segment_to_mask(seg, sid, node).array, nodule)
+
+
+def test_move_onto_another_tumour_is_refused(logic, scene, loaded, lung1, points):
+    """Another segment of the tumour's segmentation at the target: a clear refusal, nothing added."""
+    ct, _ = lung1
+    node, seg, sid, _ = loaded
+    other = mrml.mask_to_segmentation_node(ct.with_array(_ball(ct, points[1], (5.0,) * 3)), scene, "tmp", "other",
+                                           node)
+    seg.GetSegmentation().CopySegmentFromSegmentation(other.GetSegmentation(),
+                                                      other.GetSegmentation().GetNthSegmentID(0))
+    mrml.remove_nodes(scene, [other])
+    point, _ = _markups(scene, ct, points[1])
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InvalidMaskError, match="overlaps another tumour"):
+        logic.run(_params(node, operation=MOVE, segmentation=seg, segment_id=sid, point=point))
+    assert scene.GetNumberOfNodes() == count
 
 
 def test_resize_from_the_volume_slider(logic, scene, loaded, lung1):

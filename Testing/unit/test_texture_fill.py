@@ -68,3 +68,13 @@ def test_conditional_fill_sets_the_fixed_entries_exactly():
 def test_unusable_card_gaussians_are_refused(card):
     with pytest.raises(ModelError):
         gaussian_from_card(card, 3)
+
+
+def test_filled_features_stay_in_the_training_range(model):
+    """A request far outside the training data: the set feature is taken as asked, the filled ones stop at the
+    largest value training saw (a linear fill would extrapolate without limit, e.g. to negative variances)."""
+    normalizer, gaussian = model
+    target, _ = complete_texture(normalizer, gaussian, SOURCE, {"mean": 1000.0})
+    highest_p90 = normalizer.denormalize(gaussian.high)["p90"]
+    assert target["mean"] == 1000.0
+    assert target["p90"] == pytest.approx(highest_p90) and highest_p90 < 300.0

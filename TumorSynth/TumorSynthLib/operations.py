@@ -70,6 +70,7 @@ class OperationRequest(Request):
     organ: Optional[Volume] = None
     shape_features: dict = dataclasses.field(default_factory=dict)
     texture_overrides: dict = dataclasses.field(default_factory=dict)
+    others: list = dataclasses.field(default_factory=list)   # move: other tumours the new place must not touch
     eta: Optional[float] = None
     suffix: str = ""                       # " #k" for the k-th of several variants
 
@@ -77,7 +78,7 @@ class OperationRequest(Request):
         return dict(super()._option_values(target), eta=self.eta, point_lps=self.point_lps,
                     shift_lps=self.shift_lps, painted=self.painted, shape_mode=self.shape_mode, organ=self.organ,
                     shape_features=self.shape_features, volume_ml=self.shape_features.get(VOLUME),
-                    overrides=self.texture_overrides or None)
+                    overrides=self.texture_overrides or None, others=self.others or None)
 
 
 @dataclasses.dataclass
@@ -117,6 +118,21 @@ def _segment_mask(segmentation, segment_id: str, image: Volume, what: str) -> Vo
     if segmentation is None or not segment_id:
         raise InvalidMaskError(f"Select {what}.")
     return mrml.segment_to_mask(segmentation, segment_id, image)
+
+
+def _other_segments(params: "OperationParameters", image: Volume) -> list[Volume]:
+    """The moved tumour's segmentation's other (non-empty) segments: the tumour must not land on one of them."""
+    segmentation = params.segmentation.GetSegmentation()
+    others = []
+    for i in range(segmentation.GetNumberOfSegments()):
+        sid = segmentation.GetNthSegmentID(i)
+        if sid in (params.segment_id, params.organ_segment_id):
+            continue
+        try:
+            others.append(mrml.segment_to_mask(params.segmentation, sid, image))
+        except InvalidMaskError:   # an empty segment: nothing to collide with
+            continue
+    return others
 
 
 def _numbers(values: dict, allowed, what: str) -> dict[str, float]:
@@ -170,6 +186,7 @@ class OperationsLogic:
             voxel_at(image, point)
             request.point_lps = point
             request.shift_lps = tuple(float(v) for v in np.asarray(point) - centroid_lps(request.mask))
+            request.others = _other_segments(params, image)
         elif op == RESIZE:
             if VOLUME not in shape:
                 raise RadSynthError("Set the new tumour volume (mL) with the volume slider.")

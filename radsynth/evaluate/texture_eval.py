@@ -129,9 +129,9 @@ def evaluate_texture(models: TumorModels, n: int = 12, steps: int = 10, seed: in
 
 def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: str = PRESETS[0],
                   out: Optional[Path] = None) -> dict:
-    """Each texture slider swept from ``preset`` as the panel sends it (the slider set, the other features filled
-    by the engine), in one held-out region per case with the same noise seed throughout → Spearman and slope of
-    the achieved value per slider."""
+    """Each texture slider swept from ``preset`` as the panel sends it (all three sliders set, the swept one moved,
+    the other 90 features filled by the engine), in one held-out region per case with the same noise seed
+    throughout → Spearman and slope of the achieved value per slider."""
     base = load_preset(preset)
     regions = _regions(len(CASES), seed + 100)
     result, panels = {}, []
@@ -141,7 +141,9 @@ def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: s
         j = list(models.normalizer.names).index(feature)
         per_region, pooled = {}, []
         for case, image, mask in regions:
-            got = [_synth(models, image, mask, base, steps, seed, {feature: v})[0][j] for v in values]
+            sliders = {f: float(base[f]) for f in TEXTURE_SLIDER_FEATURES}
+            got = [_synth(models, image, mask, base, steps, seed, dict(sliders, **{feature: v}))[0][j]
+                   for v in values]
             # ρ alone can be 1 for a response of a hundredth of a unit; the slope says whether the slider does anything
             per_region[case] = {"achieved": [float(g) for g in got], "spearman": fd.slider_monotonicity(values, got),
                                 "slope": float(np.polyfit(values, got, 1)[0])}

@@ -6,10 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
-from ..conditioning import gaussian_from_card
+from ..conditioning import Gaussian, gaussian_from_card
 from ..device import pick_device
 from ..errors import ModelError
 from ..models import bundled, load_into, load_model
@@ -45,7 +44,7 @@ class TumorModels:
     texture_card: dict
     device: torch.device
     #: (mean, cov) of the normalized training features, for filling unset features; None on cards without one
-    gaussian: Optional[tuple[np.ndarray, np.ndarray]] = None
+    gaussian: Optional[Gaussian] = None
 
     @property
     def versions(self) -> dict[str, str]:

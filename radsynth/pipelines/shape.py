@@ -101,9 +101,9 @@ def load_shape_model(folder: Path | str | None = None, device: str | torch.devic
     if normalizer.params_version != FRAME_VERSION or tuple(normalizer.names) != COND_FEATURES:
         raise ModelError(f"The shape model in {folder} uses feature definitions {normalizer.params_version!r}; "
                          f"this radsynth needs {FRAME_VERSION!r}. Use a matching model or radsynth version.")
-    mean, cov = gaussian_from_card(card, len(COND_FEATURES))
+    gaussian = gaussian_from_card(card, len(COND_FEATURES))
     load_into(generator, state, folder)
-    return ShapeModel(generator.to(device).eval(), normalizer, mean, cov, grid, card, device)
+    return ShapeModel(generator.to(device).eval(), normalizer, gaussian.mean, gaussian.cov, grid, card, device)
 
 
 def _check_number(name: str, value) -> float:

@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ..conditioning import conditional_fill
+from ..conditioning import Gaussian, conditional_fill
 from ..errors import RadSynthError
 from ..radiomics import FeatureNormalizer
 
@@ -33,7 +33,7 @@ def check_overrides(names, overrides: Optional[Mapping[str, float]]) -> dict[str
     return out
 
 
-def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[tuple[np.ndarray, np.ndarray]],
+def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],
                      source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> tuple[dict, str]:
     """(full target, how unset features were filled) for ``source`` with ``overrides`` applied."""
     overrides = check_overrides(normalizer.names, overrides)
@@ -50,6 +50,6 @@ def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[tuple[np.
     position = {n: i for i, n in enumerate(normalizer.names)}
     fixed = {position[n]: (v - normalizer.mean[position[n]]) / normalizer.std[position[n]]
              for n, v in overrides.items()}
-    filled = normalizer.denormalize(conditional_fill(z, gaussian[1], fixed))
+    filled = normalizer.denormalize(conditional_fill(z, gaussian.cov, fixed, (gaussian.low, gaussian.high)))
     filled.update(overrides)  # exact, not round-tripped through the z-score
     return filled, FILL_GAUSSIAN

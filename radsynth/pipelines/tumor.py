@@ -24,6 +24,7 @@ from ..radiomics import texture_features
 from ..region import Region, check_mask_fits, extract, paste
 from ..result import TumorResult
 from ..samplers.bridge import sample_bridge
+from ..texture_prior import MEAN_SD, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
 from .loading import TumorModels, load_models
 from .texture_fill import complete_texture
@@ -65,13 +66,17 @@ def _validated_mask(image: Volume, mask: Volume, models: TumorModels) -> np.ndar
     return on_grid
 
 
-def _generate(models: TumorModels, region: Region, condition: Optional[np.ndarray], guidance: float,
+def _generate(models: TumorModels, region: Region, features: Optional[Mapping[str, float]], guidance: float,
               steps: int, eta: float, seed: int, margin_mm: float, timer: _Timer) -> np.ndarray:
     dev = models.device
     voxels = int(round(margin_mm / models.spec.spacing[0]))
     gen_mask = ndimage.binary_dilation(region.mask > 0, iterations=max(voxels, 0)).astype(np.float32)
     fill = float(models.texture_card.get("fill", 0.0))
     masked = np.where(gen_mask > 0, fill, region.image).astype(np.float32)
+    if features is not None and models.texture_card.get("source_prior") == MEAN_SD:
+        masked = with_prior(masked, region.mask > 0, features, models.spec, np.random.default_rng(seed),
+                            float(models.texture_card.get("source_prior_grain_vox", 1.0)))
+    condition = None if features is None else models.normalizer.normalize(features)
     factor = int(models.vq_card["latent"]["factor"])
     with timer("encode"), torch.no_grad(), autocast(dev):
         y = models.codec.encode(torch.from_numpy(masked)[None, None].to(dev)).float()
@@ -120,10 +125,9 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
                                                         overrides)
     with timer("crop"):
         on_grid = _validated_mask(image, mask, models)
-        condition = None if condition_features is None else models.normalizer.normalize(condition_features)
         region = extract(image, on_grid, models.spec)
     margin = MARGIN_MM[operation]
-    generated = _generate(models, region, condition, guidance, steps, eta, seed, margin, timer)
+    generated = _generate(models, region, condition_features, guidance, steps, eta, seed, margin, timer)
     with timer("paste"):
         out = paste(image, region, generated, on_grid, margin_mm=margin, feather_mm=FEATHER_MM)
     rows = None
@@ -132,7 +136,8 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
             achieved = texture_features(out, on_grid)
             rows = [(n, float(condition_features[n]), achieved[n]) for n in models.normalizer.names]
     staged.done()
-    settings = {"steps": steps, "eta": eta, "seed": seed, "guidance": guidance if condition is not None else 0.0,
+    synthesis = condition_features is not None
+    settings = {"steps": steps, "eta": eta, "seed": seed, "guidance": guidance if synthesis else 0.0,
                 "device": str(models.device), "region_spec": dataclasses.asdict(models.spec),
                 "margin_mm": margin, "feather_mm": FEATHER_MM, "demo_models": models.is_demo,
                 "torch": torch.__version__, "python": platform.python_version()}
@@ -158,6 +163,7 @@ def synthesize(image: Volume, mask: Volume, models: Optional[TumorModels] = None
     """Generate tumour tissue inside ``mask`` whose radiomics texture features approach ``target``.
 
     ``overrides`` set single features (the sliders); the others follow them (see ``texture_fill``).
-    ``guidance`` scales texture strength: 0 = healthy tissue, 1 = as requested, > 1 = exaggerated.
+    ``guidance`` scales what the texture tokens add: 0 = the requested mean and spread only (the prior source),
+    1 = as requested, > 1 = exaggerated.
     """
     return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel, overrides)

@@ -3,7 +3,8 @@
 Synthesis: a lesion-shaped region is masked → the tissue inside it, conditioned on that tissue's radiomics
   (real tumours, other tissue, procedural tumours: see texture_bank.py).
 Removal: a lesion-shaped mask on healthy tissue (never on a tumour) → the original tissue, learned null condition.
-  Because null only ever means "healthy", guidance w interpolates healthy (0) → requested texture (1) → stronger.
+  Synthesis samples start from a source holding a coarse texture of their mean and SD (texture_prior.py); 10 %
+  are trained with the null tokens, so guidance w scales what the tokens add: prior only (0) → requested (1) → more.
 
 python -m radsynth.train.texture --vqgan DIR --out DIR [--data ROOT] [--samples N] [--steps N]
 """
@@ -26,8 +27,9 @@ from ..processes.bridge import BrownianBridge
 from ..conditioning import fit_gaussian
 from ..radiomics import FeatureNormalizer, texture_feature_names
 from ..region import RegionSpec
+from ..texture_prior import GRAIN_VOX, MEAN_SD, with_prior
 from .data import cases_from_folder, load_case, sample_cases
-from .texture_bank import build_bank
+from .texture_bank import TUMOUR_KINDS, build_bank
 from ..nets.texture_unet import DEFAULT_UNET, TextureUNet
 from ..pipelines.loading import load_codec
 
@@ -37,8 +39,14 @@ HOLE_WEIGHT = 20.0
 FILL = 0.0  # masked voxels get 0 HU-equivalent; the explicit mask channel tells the model which voxels are unknown
 
 
-def masked_input(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where(mask > 0, FILL, image).astype(np.float32)
+#: synthesis samples trained with null tokens (their prior source kept), so guidance has an unconditional branch
+COND_DROPOUT = 0.1
+
+
+def masked_input(image: np.ndarray, mask: np.ndarray, feats, spec: RegionSpec, rng: np.random.Generator):
+    """The bridge's source: the hole filled with the constant (removal) or the requested coarse texture."""
+    blank = np.where(mask > 0, FILL, image).astype(np.float32)
+    return blank if feats is None else with_prior(blank, mask, feats, spec, rng)
 
 
 @torch.no_grad()
@@ -47,17 +55,24 @@ def _roundtrip(codec, img: np.ndarray, device) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_bank(codec, bank, normalizer: FeatureNormalizer, device, factor: int):
-    x0, y, m, f, null = [], [], [], [], []
-    for img, msk, feats in bank:
-        t_img = torch.from_numpy(img)[None, None].to(device)
-        t_y = torch.from_numpy(masked_input(img, msk))[None, None].to(device)
-        x0.append(codec.encode(t_img).cpu())
-        y.append(codec.encode(t_y).cpu())
-        m.append(F.avg_pool3d(torch.from_numpy(msk)[None, None], factor))
-        f.append(torch.from_numpy(normalizer.normalize(feats)) if feats else torch.zeros(len(normalizer.names)))
-        null.append(feats is None)
-    return torch.cat(x0), torch.cat(y), torch.cat(m), torch.stack(f), torch.tensor(null)
+def encode_bank(codec, bank, normalizer: FeatureNormalizer, device, factor: int, spec: RegionSpec,
+                rng: np.random.Generator):
+    # Preallocated: small tensors kept one by one between the codec's large temporaries fragment the CPU heap
+    # (500 samples took 24 GB and the OOM killer); copying into one block keeps it at the bank's own size.
+    n, shape = len(bank), bank[0][0].shape
+    latent = codec.encode(torch.zeros((1, 1) + shape, device=device)).shape[1:]
+    x0, y = torch.empty((n,) + latent), torch.empty((n,) + latent)
+    m = torch.empty((n, 1) + tuple(s // factor for s in shape))
+    f, null = torch.zeros(n, len(normalizer.names)), torch.zeros(n, dtype=torch.bool)
+    for i, (img, msk, feats, _) in enumerate(bank):
+        x0[i] = codec.encode(torch.from_numpy(img)[None, None].to(device))[0].cpu()
+        src = masked_input(img, msk, feats, spec, rng)
+        y[i] = codec.encode(torch.from_numpy(src)[None, None].to(device))[0].cpu()
+        m[i] = F.avg_pool3d(torch.from_numpy(msk)[None, None], factor)[0]
+        if feats:
+            f[i] = torch.from_numpy(normalizer.normalize(feats))
+        null[i] = feats is None
+    return x0, y, m, f, null
 
 
 def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, batch: int, lr: float,
@@ -75,8 +90,10 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     names = texture_feature_names()
     rows = [b[2] for b in bank if b[2] is not None]
     normalizer = FeatureNormalizer.fit(names, rows)
-    gaussian = fit_gaussian(np.stack([normalizer.normalize(r) for r in rows]))
-    x0, y, m, f, null = encode_bank(codec, bank, normalizer, device, vq_card["latent"]["factor"])
+    # the sliders complete tumour requests: fitted on all samples, "lung vs soft tissue" would dominate every
+    # regression (a brighter tumour would also be asked to be homogeneous, a more contrasted one to be air)
+    gaussian = fit_gaussian(np.stack([normalizer.normalize(b[2]) for b in bank if b[3] in TUMOUR_KINDS]))
+    x0, y, m, f, null = encode_bank(codec, bank, normalizer, device, vq_card["latent"]["factor"], spec, rng)
     n_tumor = sum(1 for b in bank if b[2] is not None)
     print(json.dumps({"bank": len(bank), "synthesis": n_tumor, "removal": len(bank) - n_tumor,
                       "seconds": round(time.time() - t0, 1)}), flush=True)
@@ -85,8 +102,7 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     arch = dict(DEFAULT_UNET)
     model = TextureUNet(vq_card["latent"]["channels"], len(names), arch).to(device)
     if init is not None:
-        _, init_state = load_model(init, "bbdm-texture")
-        load_into(model, init_state, init)
+        _init_from(model, init)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -96,6 +112,7 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     for step in range(1, steps + 1):
         idx = torch.from_numpy(rng.integers(0, len(bank), batch))
         bx0, by, bm, bf, bn = (v[idx].to(device) for v in (x0, y, m, f, null))
+        bn = bn | (torch.rand(batch, device=device) < COND_DROPOUT)
         t = bridge.sample_timesteps(batch).to(device)
         noise = torch.randn_like(bx0)
         pred = model(bridge.q_sample(bx0, by, t, noise), by, bm, t, bf, bn)
@@ -118,11 +135,20 @@ def train(vqgan: Path, out: Path, data: Path | None, samples: int, steps: int, b
     return saved
 
 
+def _init_from(model: TextureUNet, folder: Path) -> None:
+    """Start from another texture model's weights; a global-conditioning path it lacks starts at zero output."""
+    _, state = load_model(folder, "bbdm-texture")
+    missing = [k for k in model.state_dict() if k not in state]
+    if missing and all(k.startswith("unet.class_embedding.") for k in missing):
+        state = dict(state, **{k: v for k, v in model.state_dict().items() if k in missing})
+    load_into(model, state, folder)
+
+
 def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank, n_tumor, batch, lr, device, t0,
           init):
     def make(step: int, log: list) -> dict:
         card = {
-            "name": out.name, "kind": "bbdm-texture", "version": "0.1.0",
+            "name": out.name, "kind": "bbdm-texture", "version": "0.2.0",
             "description": "Brownian-bridge texture generator in the VQ-GAN latent; synthesis (radiomics tokens) and "
                            "removal (learned null) in one model.",
             "demo": data is None,
@@ -134,6 +160,9 @@ def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank,
             "features": normalizer.to_dict(),
             "gaussian": gaussian,
             "fill": FILL,
+            "source_prior": MEAN_SD,
+            "source_prior_grain_vox": GRAIN_VOX,
+            "condition_dropout": COND_DROPOUT,
             "weights_dtype": "float16",
             "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,
                          "steps": step, "batch": batch, "lr": lr, "device": str(device), "hole_weight": HOLE_WEIGHT,

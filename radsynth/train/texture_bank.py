@@ -1,4 +1,4 @@
-"""The texture generator's training samples: (crop, mask, radiomics | None), None meaning a removal sample.
+"""The texture generator's training samples: (crop, mask, radiomics | None, kind), None meaning a removal sample.
 
 Three kinds of synthesis sample teach the feature → texture mapping:
   * real tumours (the core of the set);
@@ -26,6 +26,9 @@ from ..region import RegionSpec
 from ..volume import Volume
 from .data import Case, crop, hemithorax, lesion_mask, lung_region, random_center
 
+#: sample kinds; the sliders' feature Gaussian is fitted on the tumour kinds only (see train/texture.py)
+TUMOUR, PROCEDURAL, TISSUE, REMOVAL = "tumour", "procedural", "tissue", "removal"
+TUMOUR_KINDS = (TUMOUR, PROCEDURAL)
 #: procedural tumour texture ranges: mean HU, standard deviation HU, grain (Gaussian correlation, voxels)
 PROC_MEAN_HU = (-150.0, 150.0)
 PROC_SD_HU = (5.0, 120.0)
@@ -77,8 +80,8 @@ def _healthy_mask(shapes: list[np.ndarray], size: int, spec: RegionSpec, rng: np
 
 
 def build_bank(cases: list[Case], spec: RegionSpec, n: int, rng: np.random.Generator, roundtrip: Roundtrip,
-               tumor_fraction: float = 0.15, procedural_fraction: float = 0.3):
-    """Draw n (crop, mask, features | None) samples; half the healthy-tissue samples are removal samples."""
+               tumor_fraction: float = 0.15, procedural_fraction: float = 0.35):
+    """Draw n (crop, mask, features | None, kind) samples; half the healthy-tissue samples are removal samples."""
     size = spec.size[0]
     shapes = _tumour_shapes(cases, size)
 
@@ -94,23 +97,23 @@ def build_bank(cases: list[Case], spec: RegionSpec, n: int, rng: np.random.Gener
         if case.tumor.any() and draw < tumor_fraction:
             idx = np.argwhere(case.tumor)
             c = ((idx.min(0) + idx.max(0)) // 2) + rng.integers(-6, 7, 3)
-            img, msk, removal = crop(case.image, c, size, -1.0), crop(case.tumor, c, size, False), False
+            img, msk, kind = crop(case.image, c, size, -1.0), crop(case.tumor, c, size, False), TUMOUR
         elif draw < tumor_fraction + procedural_fraction:
             c = center(case, lung=True)
             img, msk = crop(case.image, c, size, -1.0), lesion_mask(size, spec.spacing[0], rng, (8.0, 50.0))
             if (crop(case.tumor, c, size, False) & msk).any():
                 continue
-            img, removal = procedural_tumour(img, msk, spec, rng), False
+            img, kind = procedural_tumour(img, msk, spec, rng), PROCEDURAL
         else:
             c = center(case, lung=rng.random() < 0.6)
             img, msk = crop(case.image, c, size, -1.0), _healthy_mask(shapes, size, spec, rng)
             if (crop(case.tumor, c, size, False) & msk).any():
                 continue  # a healthy-tissue target must not contain tumour
-            removal = rng.random() < 0.5
+            kind = REMOVAL if rng.random() < 0.5 else TISSUE
         if rng.random() < 0.5:
             img, msk = img[:, :, ::-1].copy(), msk[:, :, ::-1].copy()
-        feats = None if removal else features_of(roundtrip(img), msk, spec)
-        if not removal and feats is None:
+        feats = None if kind == REMOVAL else features_of(roundtrip(img), msk, spec)
+        if kind != REMOVAL and feats is None:
             continue
-        bank.append((img, msk.astype(np.float32), feats))
+        bank.append((img, msk.astype(np.float32), feats, kind))
     return bank
