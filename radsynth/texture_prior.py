@@ -19,9 +19,9 @@ from .region import RegionSpec
 
 #: card value of ``source_prior`` for models trained with this source
 MEAN_SD = "mean-sd"
-#: spatial correlation of the coarse texture (voxels of the model grid), stored in the card: at 1 voxel the
-#: 4× downsampling encoder averaged the spread away and the model could not see it; the model supplies the real grain
-GRAIN_VOX = 2.0
+#: spatial correlation of the coarse texture (voxels of the model grid), stored in the card; the model supplies the
+#: real grain (2 voxels was tried: no better, since the demo VQ-GAN itself loses most interior spread, BENCHMARKS.md)
+GRAIN_VOX = 1.0
 
 
 def with_prior(image: np.ndarray, mask: np.ndarray, features: Mapping[str, float], spec: RegionSpec,
