@@ -1,0 +1,60 @@
+"""TumorSynth panel sliders without Qt: the live shape preview segment, texture sliders starting from the source,
+the log volume slider; real MRML (slicer-core), the real lung1 CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from operations_support import PRESET, markups, ml  # noqa: E402
+from TumorSynthLib import sliders  # noqa: E402
+from TumorSynthLib.logic import TEXTURE_SEGMENT  # noqa: E402
+from TumorSynthLib.operations import TEXTURE_SLIDER_FEATURES, OperationParameters, centroid_lps  # noqa: E402
+
+from radsynth import mrml  # noqa: E402
+
+
+def test_shape_preview_is_a_temporary_segment_at_the_point(scene, loaded, lung1, points):
+    ct, _ = lung1
+    node = loaded[0]
+    point, lps = markups(scene, ct, points[1])
+    preview = sliders.ShapePreview()
+    shape = sliders.shape_defaults(preview.shape_model())
+    assert shape["volume_ml"] == sliders.DEFAULT_VOLUME_ML and 0 < shape["shape_Flatness"] <= 1
+    count = scene.GetNumberOfNodes()
+    state = preview.update(dict(shape, volume_ml=5.0), seed=0, volume_node=node, point=point)
+    assert state.error is None and state.measured["volume_ml"] == pytest.approx(5.0, rel=1e-3)
+    mask = mrml.segment_to_mask(state.node, state.node.GetSegmentation().GetNthSegmentID(0), node)
+    assert ml(mask) == pytest.approx(5.0, rel=0.2) and np.linalg.norm(centroid_lps(mask) - lps) < 5.0
+    assert not state.node.GetSaveWithScene()
+    preview.update(dict(shape, volume_ml=1.0), seed=0, volume_node=node, point=point)  # replaces, not adds
+    assert scene.GetNumberOfNodes() == count + 2  # the preview segmentation and its display node
+    far, _ = markups(scene, ct, (0, 0, 0))
+    state = preview.update(shape, seed=0, volume_node=node, point=far)
+    assert state.node is None and "edge" in state.error
+    preview.clear()
+    assert scene.GetNumberOfNodes() == count + 1  # only the second markups node remains
+
+
+def test_texture_sliders_start_from_the_source(scene, loaded, lung1):
+    from radsynth.radiomics import load_preset, texture_features
+
+    ct, _ = lung1
+    node, seg, sid, nodule = loaded
+    values = sliders.texture_source_values(OperationParameters(preset=PRESET))
+    assert values == {k: pytest.approx(load_preset(PRESET)[k]) for k in TEXTURE_SLIDER_FEATURES}
+    measured = sliders.texture_source_values(OperationParameters(input_volume=node, segmentation=seg,
+                                                                 texture_source=TEXTURE_SEGMENT,
+                                                                 texture_segment_id=sid))
+    expected = texture_features(ct, ct.with_array(nodule))
+    assert measured == {k: pytest.approx(expected[k], rel=1e-6) for k in TEXTURE_SLIDER_FEATURES}
+    assert tuple(s.feature for s in sliders.TEXTURE_SLIDERS) == TEXTURE_SLIDER_FEATURES
+
+
+def test_log_volume_slider_round_trips():
+    positions = [sliders.position_from_volume(v) for v in (0.1, 1.0, 10.0, 100.0)]
+    assert positions == [0, 333, 667, 1000], "equal ratios are equal slider steps"
+    for v in (0.25, 3.0, 42.0):
+        assert sliders.volume_from_position(sliders.position_from_volume(v)) == pytest.approx(v, rel=0.01)
