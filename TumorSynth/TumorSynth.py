@@ -200,7 +200,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 ui.presetComboBox.currentText = p.GetParameter("Preset")
             ui.stepsSpinBox.value = int(p.GetParameter("Steps") or 0)
             ui.seedSpinBox.value = int(p.GetParameter("Seed") or 0)
-            ui.guidanceSliderWidget.value = float(p.GetParameter("Guidance") or 1.0)
+            ui.guidanceSliderWidget.value = float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE)
             ui.modelDirPathLineEdit.currentPath = p.GetParameter("ModelDir")
             ui.textureCollapsibleButton.enabled = synthesize
             ui.guidanceSliderWidget.enabled = synthesize
@@ -247,7 +247,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             texture_segment_id=p.GetParameter("TextureSegmentID"),
             texture_volume=p.GetNodeReference("TextureVolume"), preset=p.GetParameter("Preset"),
             steps=int(p.GetParameter("Steps") or 0) or None, seed=int(p.GetParameter("Seed") or 0),
-            guidance=float(p.GetParameter("Guidance") or 1.0), model_dir=p.GetParameter("ModelDir") or None)
+            guidance=float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE), model_dir=p.GetParameter("ModelDir") or None)
 
     def _updateButtons(self):
         p, running = self._parameterNode, self._job is not None

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from .errors import RadSynthError
 from .progress import CancelToken, ProgressFn
 from .volume import Volume, check_ct, mask_on_grid, read_volume, write_volume
+from .worker.protocol import DEFAULT_GUIDANCE
 
 app = typer.Typer(help="RadSynth: diffusion-based tumour synthesis on CT (Slicer-free engine).",
                   no_args_is_help=True, add_completion=False)
@@ -155,9 +156,9 @@ IN_PROCESS = typer.Option(True, "--in-process/--worker",
 TEXTURE_FROM = typer.Option(None, "--texture-from", metavar="IMAGE,MASK", help="Copy an existing tumour's texture.")
 FEATURES = typer.Option(None, "--features", help="JSON file of target texture features.")
 PRESET = typer.Option(None, "--preset", help="Named texture preset (see `radsynth presets`).")
-GUIDANCE = typer.Option(1.0, "--guidance", min=0.0,
-                        help="Texture strength: 0 = requested intensity and spread only, 1 = all requested features, "
-                             ">1 stronger.")
+GUIDANCE = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0,
+                        help="Texture strength (classifier-free guidance): 0 = no tumour (healthy-tissue output), "
+                             "1 = conditional, >1 stronger; the demo model needs about 3 to follow the request.")
 SET = typer.Option(None, "--set", metavar="FEATURE=VALUE",
                    help="Set one texture feature of the source (repeatable), as the panel's sliders do, e.g. "
                         "--set firstorder_Mean=60; correlated features follow it.")

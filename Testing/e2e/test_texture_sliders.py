@@ -1,6 +1,6 @@
 """The texture sliders move what they name: on a held-out lung region of the real CT, the bundled demo model's
 achieved feature follows the requested one (the panel's slider → engine path: the three sliders set, the rest
-filled)."""
+filled; default guidance)."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from radsynth.pipelines.loading import load_models
 from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
 from radsynth.pipelines.tumor import synthesize
 from radsynth.radiomics import load_preset
+from radsynth.region import extract
 from radsynth.sample_data import sample_path
 from radsynth.volume import read_volume
 
@@ -40,9 +41,23 @@ def _achieved(models, site, feature, value) -> float:
 
 
 @pytest.mark.parametrize("feature, values, min_gain", [
-    ("firstorder_Mean", (-150.0, 0.0, 150.0), 120.0),      # HU: the output moves at least 0.4 HU per HU
+    ("firstorder_Mean", (-150.0, 0.0, 150.0), 90.0),      # HU: at least 0.3 HU per HU (default guidance; measured 0.41)
 ])
 def test_a_slider_moves_its_feature_up(models, site, feature, values, min_gain):
     got = [_achieved(models, site, feature, v) for v in values]
     assert got[0] < got[1] < got[2], f"{feature}: requested {values}, achieved {got}"
     assert got[2] - got[0] >= min_gain, f"{feature}: requested {values}, achieved {got}"
+
+
+def test_synthesis_sees_the_tissue_around_the_tumour(models, site, monkeypatch):
+    """The bridge's source keeps the context outside the mask, as in training (a margin of 0 once blanked the
+    whole crop: ``binary_dilation(iterations=0)`` dilates until nothing changes)."""
+    image, mask = site
+    sources = []
+    encode = models.codec.encode
+    monkeypatch.setattr(models.codec, "encode", lambda x: sources.append(x.numpy()[0, 0]) or encode(x))
+    synthesize(image, mask, models, target=load_preset("lung1-tumor"), steps=2, seed=0)
+    region = extract(image, mask.array > 0, models.spec)
+    outside = region.mask == 0
+    assert np.array_equal(sources[0][outside], region.image[outside])
+    assert not np.array_equal(sources[0][~outside], region.image[~outside])

@@ -7,7 +7,8 @@ from scipy import ndimage
 
 from radsynth.errors import RadSynthError
 from radsynth.train.data import cases_from_folder, lesion_mask, load_case
-from radsynth.train.vqgan import DEFAULT_SPEC
+from radsynth.sample_data import sample_path
+from radsynth.train.vqgan import DEFAULT_SPEC, random_batch
 
 
 def _write(path, array):
@@ -55,3 +56,16 @@ def test_lesion_masks_are_single_blobs_of_the_requested_size():
         assert ndimage.label(m)[1] == 1
         extent_mm = (np.ptp(np.argwhere(m), axis=0) + 1) * 1.5
         assert 8.0 < extent_mm.max() < 30.0
+
+
+def test_codec_batches_mark_the_lesions_the_roi_loss_weighs():
+    """VQ-GAN batches: real-tumour and procedural-tumour crops carry their lesion mask (soft-tissue values inside,
+    in lung), plain crops an empty one."""
+    case = load_case("lung1", sample_path("lung1", "image"), sample_path("lung1", "label"), (1,), DEFAULT_SPEC)
+    x, roi = random_batch([case], 24, 32, DEFAULT_SPEC, np.random.default_rng(0))
+    assert x.shape == roi.shape == (24, 1, 32, 32, 32)
+    hu = DEFAULT_SPEC.denormalize(x.numpy())
+    lesion = roi.numpy() > 0
+    with_roi = lesion.reshape(24, -1).any(1)
+    assert 4 <= with_roi.sum() <= 20, "about 60 % of crops should hold a lesion"
+    assert hu[lesion].mean() > -300.0 and set(np.unique(roi.numpy())) <= {0.0, 1.0}

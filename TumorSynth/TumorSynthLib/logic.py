@@ -19,7 +19,7 @@ from radsynth import mrml
 from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError, WorkerError
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import Volume, check_ct, synthetic_name
-from radsynth.worker.protocol import options_for
+from radsynth.worker.protocol import DEFAULT_GUIDANCE, options_for
 
 REMOVE, SYNTHESIZE = "remove", "synthesize"
 OPERATIONS = (REMOVE, SYNTHESIZE)
@@ -44,7 +44,7 @@ class TumorSynthParameters:
     preset: str = ""
     steps: Optional[int] = None          # None: the model's default
     seed: int = 0
-    guidance: float = 1.0
+    guidance: float = DEFAULT_GUIDANCE
     model_dir: Optional[str] = None      # None: the bundled models
 
 
@@ -62,7 +62,7 @@ class Request:
     texture_label: str = ""
     steps: Optional[int] = None
     seed: int = 0
-    guidance: float = 1.0
+    guidance: float = DEFAULT_GUIDANCE
     model_dir: Optional[str] = None
 
     def engine_options(self, target: Optional[dict]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ DEFAULT_VQVAE = {
     "channels": [32, 64],
     "num_res_layers": 1,
     "num_res_channels": [32, 64],
-    "num_embeddings": 256,
+    "num_embeddings": 512,
     "embedding_dim": 4,
 }
 

@@ -24,7 +24,7 @@ from ..volume import Volume, check_ct, mask_on_grid
 from . import shape as shape_gen
 from .loading import TumorModels, load_models
 from ..result import TumorResult
-from .tumor import REACH_MM, remove, synthesize
+from .tumor import DEFAULT_GUIDANCE, REACH_MM, remove, synthesize
 
 
 def _span(progress: Optional[ProgressFn], lo: float, hi: float, prefix: str) -> Optional[ProgressFn]:
@@ -124,7 +124,7 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
 
 
 def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *,
-              texture_overrides: Optional[Mapping[str, float]] = None, guidance: float = 1.0,
+              texture_overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE,
               models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
               seed: int = 0, progress: Optional[ProgressFn] = None,
               cancel: Optional[CancelToken] = None) -> TumorResult:
@@ -138,7 +138,7 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
           shape: str = "generate", shape_features: Optional[Mapping[str, float]] = None,
           organ: Optional[Volume] = None, texture_overrides: Optional[Mapping[str, float]] = None,
           models: Optional[TumorModels] = None,
-          shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = 1.0, steps: Optional[int] = None,
+          shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = DEFAULT_GUIDANCE, steps: Optional[int] = None,
           eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
           cancel: Optional[CancelToken] = None) -> TumorResult:
     """A new tumour with texture ``target``.

@@ -15,17 +15,17 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from ..device import autocast
 from ..errors import RadSynthError
 from ..progress import CancelToken, ProgressFn, StagedProgress
 from ..radiomics import texture_features
-from ..region import Region, check_mask_fits, extract, paste
+from ..region import Region, blend_weight, check_mask_fits, extract, paste
 from ..result import TumorResult
 from ..samplers.bridge import sample_bridge
-from ..texture_prior import MEAN_SD, with_prior
+from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
+from ..worker.protocol import DEFAULT_GUIDANCE
 from .loading import TumorModels, load_models
 from .texture_fill import complete_texture
 
@@ -69,13 +69,11 @@ def _validated_mask(image: Volume, mask: Volume, models: TumorModels) -> np.ndar
 def _generate(models: TumorModels, region: Region, features: Optional[Mapping[str, float]], guidance: float,
               steps: int, eta: float, seed: int, margin_mm: float, timer: _Timer) -> np.ndarray:
     dev = models.device
-    voxels = int(round(margin_mm / models.spec.spacing[0]))
-    gen_mask = ndimage.binary_dilation(region.mask > 0, iterations=max(voxels, 0)).astype(np.float32)
+    gen_mask = blend_weight(region.mask > 0, np.asarray(models.spec.spacing)[::-1], margin_mm, 0.0)
     fill = float(models.texture_card.get("fill", 0.0))
     masked = np.where(gen_mask > 0, fill, region.image).astype(np.float32)
-    if features is not None and models.texture_card.get("source_prior") == MEAN_SD:
-        masked = with_prior(masked, region.mask > 0, features, models.spec, np.random.default_rng(seed),
-                            float(models.texture_card.get("source_prior_grain_vox", 1.0)))
+    if features is not None and models.texture_card.get("source_prior") == MEAN_SD_CONTRAST:
+        masked = with_prior(masked, region.mask > 0, features, models.spec, np.random.default_rng(seed))
     condition = None if features is None else models.normalizer.normalize(features)
     factor = int(models.vq_card["latent"]["factor"])
     with timer("encode"), torch.no_grad(), autocast(dev):
@@ -157,13 +155,13 @@ def remove(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *,
 
 
 def synthesize(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *, target: Mapping[str, float],
-               overrides: Optional[Mapping[str, float]] = None, guidance: float = 1.0, steps: Optional[int] = None,
+               overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE, steps: Optional[int] = None,
                eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
                cancel: Optional[CancelToken] = None) -> TumorResult:
     """Generate tumour tissue inside ``mask`` whose radiomics texture features approach ``target``.
 
     ``overrides`` set single features (the sliders); the others follow them (see ``texture_fill``).
-    ``guidance`` scales what the texture tokens add: 0 = the requested mean and spread only (the prior source),
-    1 = as requested, > 1 = exaggerated.
+    ``guidance`` (classifier-free) scales what the texture tokens add to the unconditional, healthy-tissue output:
+    0 = no tumour, 1 = conditional, > 1 stronger (default: DEFAULT_GUIDANCE).
     """
     return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel, overrides)

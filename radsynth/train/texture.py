@@ -27,7 +27,7 @@ from ..processes.bridge import BrownianBridge
 from ..conditioning import fit_gaussian
 from ..radiomics import FeatureNormalizer, texture_feature_names
 from ..region import RegionSpec
-from ..texture_prior import GRAIN_VOX, MEAN_SD, with_prior
+from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from .data import cases_from_folder, load_case, sample_cases
 from .texture_bank import TUMOUR_KINDS, build_bank
 from ..nets.texture_unet import DEFAULT_UNET, TextureUNet
@@ -148,7 +148,7 @@ def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank,
           init):
     def make(step: int, log: list) -> dict:
         card = {
-            "name": out.name, "kind": "bbdm-texture", "version": "0.2.0",
+            "name": out.name, "kind": "bbdm-texture", "version": "0.3.0",
             "description": "Brownian-bridge texture generator in the VQ-GAN latent; synthesis (radiomics tokens) and "
                            "removal (learned null) in one model.",
             "demo": data is None,
@@ -160,8 +160,7 @@ def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank,
             "features": normalizer.to_dict(),
             "gaussian": gaussian,
             "fill": FILL,
-            "source_prior": MEAN_SD,
-            "source_prior_grain_vox": GRAIN_VOX,
+            "source_prior": MEAN_SD_CONTRAST,
             "condition_dropout": COND_DROPOUT,
             "weights_dtype": "float16",
             "training": {"data": [s[0] for s in sources], "bank": len(bank), "synthesis_samples": n_tumor,

@@ -18,34 +18,57 @@ from ..device import pick_device
 from ..models import save_model
 from ..nets.vqgan import DEFAULT_VQVAE, build_discriminator, build_vqvae
 from ..region import RegionSpec
-from .data import Case, cases_from_folder, crop, load_case, random_center, sample_cases
+from .data import Case, cases_from_folder, crop, lesion_mask, load_case, lung_region, random_center, sample_cases
+from .texture_bank import procedural_tumour
 
 DEFAULT_SPEC = RegionSpec(size=(64, 64, 64), spacing=(1.5, 1.5, 1.5), window=(-1024.0, 1024.0))
 
 
-def random_batch(cases: list[Case], batch: int, size: int, rng: np.random.Generator) -> torch.Tensor:
-    out = []
+#: crops holding a procedural tumour (random mean, spread and grain, texture_bank.py): the two sample CTs have two
+#: tumours, and a codec that never saw textured lesions smooths them away (the 0.1.0 codec turned a sphere with
+#: texture SD 120 HU into SD 31 HU, so no texture model on top of it could follow a heterogeneity slider)
+PROCEDURAL_FRACTION = 0.4
+#: L1 inside lesions counts this much more per voxel (the paper's ROI-L1 weight, notes 004 §1.3): lesions are what
+#: the texture model must render, and they are a few % of a crop
+ROI_WEIGHT = 10.0
+
+
+def random_batch(cases: list[Case], batch: int, size: int, spec: RegionSpec,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` crops and their lesion masks (empty for plain tissue)."""
+    xs, rois = [], []
     for _ in range(batch):
-        case = cases[rng.integers(len(cases))]
-        key = "tumor" if (case.tumor.any() and rng.random() < 0.25) else "body"
-        c = random_center(case, rng, getattr(case, key), margin=4, key=key) + rng.integers(-8, 9, 3)
-        x = crop(case.image, c, size, -1.0)
+        case, draw = cases[rng.integers(len(cases))], rng.random()
+        if case.tumor.any() and draw < 0.2:
+            c = random_center(case, rng, case.tumor, margin=4, key="tumor") + rng.integers(-8, 9, 3)
+            x, roi = crop(case.image, c, size, -1.0), crop(case.tumor, c, size, False)
+        elif draw < 0.2 + PROCEDURAL_FRACTION:
+            cached = ("lung", size // 2) in case.centers   # a whole-CT threshold per sample is slow
+            c = random_center(case, rng, None if cached else lung_region(case), margin=size // 2, key="lung")
+            roi = lesion_mask(size, spec.spacing[0], rng, (6.0, min(50.0, 0.8 * size * spec.spacing[0])))
+            x = procedural_tumour(crop(case.image, c, size, -1.0), roi, spec, rng)
+        else:
+            c = random_center(case, rng, case.body, margin=4, key="body") + rng.integers(-8, 9, 3)
+            x, roi = crop(case.image, c, size, -1.0), np.zeros((size,) * 3, dtype=bool)
         if rng.random() < 0.5:
-            x = x[:, :, ::-1]  # left-right mirror is anatomically plausible; other flips are not
-        out.append(np.ascontiguousarray(x))
-    return torch.from_numpy(np.stack(out)[:, None])
+            x, roi = x[:, :, ::-1], roi[:, :, ::-1]  # left-right mirror is anatomically plausible; others are not
+        xs.append(np.ascontiguousarray(x))
+        rois.append(np.ascontiguousarray(roi))
+    return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(rois)[:, None].astype(np.float32))
 
 
-def latent_stats(model, cases: list[Case], size: int, device, n: int = 32) -> tuple[list[float], list[float]]:
+def latent_stats(model, cases: list[Case], size: int, spec: RegionSpec, device,
+                 n: int = 32) -> tuple[list[float], list[float]]:
     rng = np.random.default_rng(1)
     with torch.no_grad():
-        z = torch.cat([model.encode(random_batch(cases, 1, size, rng).to(device)).cpu() for _ in range(n)])
+        z = torch.cat([model.encode(random_batch(cases, 1, size, spec, rng)[0].to(device)).cpu() for _ in range(n)])
     dims = [0, 2, 3, 4]
     return z.mean(dims).tolist(), z.std(dims).clamp_min(1e-3).tolist()
 
 
 def train(out: Path, data: Path | None, steps: int, batch: int, lr: float, adv_weight: float,
-          adv_start: int, device_name: str, seed: int) -> dict:
+          adv_start: int, device_name: str, seed: int, crop_size: int = 48) -> dict:
+    """``crop_size`` < the model region: the network is convolutional, and a 48³ crop costs 42 % of a 64³ one."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = pick_device(device_name)
@@ -60,10 +83,12 @@ def train(out: Path, data: Path | None, steps: int, batch: int, lr: float, adv_w
     adv = PatchAdversarialLoss(criterion="least_squares")
     t0, log = time.time(), []
     for step in range(1, steps + 1):
-        x = random_batch(cases, batch, spec.size[0], rng).to(device)
+        x, roi = (v.to(device) for v in random_batch(cases, batch, crop_size, spec, rng))
         recon, q_loss = model(x)
-        l1 = (recon - x).abs().mean()
+        err = (recon - x).abs()
+        l1 = err.mean()
         loss = l1 + q_loss.mean()
+        loss = loss + ROI_WEIGHT * (err * roi).mean()   # per voxel of the crop: an ROI mean made training diverge
         use_adv = adv_weight > 0 and step > adv_start
         if use_adv:
             loss = loss + adv_weight * adv(disc(recon.contiguous().float())[-1], target_is_real=True,
@@ -83,15 +108,16 @@ def train(out: Path, data: Path | None, steps: int, batch: int, lr: float, adv_w
                         "seconds": round(time.time() - t0, 1)})
             print(json.dumps(log[-1]), flush=True)
     model.eval()
-    mean, std = latent_stats(model, cases, spec.size[0], device)
+    mean, std = latent_stats(model, cases, spec.size[0], spec, device)
     card = {
-        "name": out.name, "kind": "vqgan", "version": "0.1.0",
+        "name": out.name, "kind": "vqgan", "version": "0.2.0",
         "description": "3D VQ-GAN (MONAI VQVAE) compressing 64^3 CT crops at 1.5 mm to 4x16^3 latents.",
         "demo": data is None,
         "architecture": arch,
         "region": {"size": list(spec.size), "spacing": list(spec.spacing), "window": list(spec.window)},
         "latent": {"channels": arch["embedding_dim"], "factor": 4, "mean": mean, "std": std},
-        "training": {"data": [s[0] for s in sources], "steps": steps, "batch": batch, "lr": lr,
+        "training": {"data": [s[0] for s in sources], "steps": steps, "batch": batch, "crop": crop_size, "lr": lr,
+                     "roi_weight": ROI_WEIGHT, "procedural_fraction": PROCEDURAL_FRACTION,
                      "adversarial_weight": adv_weight, "seconds": round(time.time() - t0),
                      "device": str(device), "final": log[-1] if log else None},
     }
@@ -107,13 +133,14 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--crop", type=int, default=48, help="training crop edge (voxels)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--adv-weight", type=float, default=0.01)
     p.add_argument("--adv-start", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    card = train(a.out, a.data, a.steps, a.batch, a.lr, a.adv_weight, a.adv_start, a.device, a.seed)
+    card = train(a.out, a.data, a.steps, a.batch, a.lr, a.adv_weight, a.adv_start, a.device, a.seed, a.crop)
     print(json.dumps(card["training"], indent=1))
 
 
