@@ -247,7 +247,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             texture_segment_id=p.GetParameter("TextureSegmentID"),
             texture_volume=p.GetNodeReference("TextureVolume"), preset=p.GetParameter("Preset"),
             steps=int(p.GetParameter("Steps") or 0) or None, seed=int(p.GetParameter("Seed") or 0),
-            guidance=float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE), model_dir=p.GetParameter("ModelDir") or None)
+            guidance=float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE),
+            model_dir=p.GetParameter("ModelDir") or None)
 
     def _updateButtons(self):
         p, running = self._parameterNode, self._job is not None

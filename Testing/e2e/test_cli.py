@@ -121,6 +121,19 @@ def test_synthesize_with_a_slider_value_in_the_worker(tmp_path, lung1_site):
     assert target["firstorder_Median"] > preset["firstorder_Median"] + 10.0
     assert doc["settings"]["texture_overrides"] == {"firstorder_Mean": 90.0}
     assert "conditional mean" in doc["settings"]["texture_fill"]
+    assert doc["settings"]["texture_outside_training"] == {} and "Warning" not in result.output
+
+
+def test_a_request_beyond_the_training_tumours_is_flagged(tmp_path, lung1_site):
+    image_path, site = lung1_site
+    out, report = tmp_path / "tumour.nrrd", tmp_path / "r.json"
+    result = radsynth("tumor", "synthesize", "--image", str(image_path), "--mask", str(site), "--preset",
+                      "lung2-tumor", "--set", "glcm_Contrast=5000", "--out", str(out), "--report", str(report),
+                      "--steps", FAST)
+    assert result.exit_code == 0, result.output
+    assert "glcm_Contrast = 5000 is outside the tumours this model was trained on" in result.output
+    value, low, high = json.loads(report.read_text())["result"]["settings"]["texture_outside_training"]["glcm_Contrast"]
+    assert value == 5000.0 and low < high < 5000.0
 
 
 @pytest.mark.parametrize("value, message", [("firstorder_Mean", "FEATURE=NUMBER"), ("glcm_Nope=1", "not a texture")])

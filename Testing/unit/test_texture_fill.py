@@ -5,7 +5,7 @@ import pytest
 
 from radsynth.conditioning import conditional_fill, fit_gaussian, gaussian_from_card
 from radsynth.errors import ModelError, RadSynthError
-from radsynth.pipelines.texture_fill import FILL_GAUSSIAN, FILL_NONE, complete_texture
+from radsynth.pipelines.texture_fill import FILL_GAUSSIAN, FILL_NONE, complete_texture, outside_training
 from radsynth.radiomics import FeatureNormalizer
 
 NAMES = ("mean", "p90", "contrast")
@@ -78,3 +78,14 @@ def test_filled_features_stay_in_the_training_range(model):
     highest_p90 = normalizer.denormalize(gaussian.high)["p90"]
     assert target["mean"] == 1000.0
     assert target["p90"] == pytest.approx(highest_p90) and highest_p90 < 300.0
+
+
+def test_requests_beyond_the_training_tumours_are_named(model):
+    normalizer, gaussian = model
+    assert outside_training(normalizer, gaussian, {"mean": 20.0, "contrast": 11.0}) == {}
+    far = outside_training(normalizer, gaussian, {"mean": 1000.0, "contrast": 11.0})
+    assert list(far) == ["mean"]
+    value, low, high = far["mean"]
+    assert value == 1000.0 and low < -100.0 < 100.0 < high < 1000.0
+    assert high == pytest.approx(normalizer.denormalize(gaussian.high)["mean"], abs=1e-3)
+    assert outside_training(normalizer, None, {"mean": 1000.0}) == {}

@@ -138,9 +138,9 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
           shape: str = "generate", shape_features: Optional[Mapping[str, float]] = None,
           organ: Optional[Volume] = None, texture_overrides: Optional[Mapping[str, float]] = None,
           models: Optional[TumorModels] = None,
-          shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = DEFAULT_GUIDANCE, steps: Optional[int] = None,
-          eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
-          cancel: Optional[CancelToken] = None) -> TumorResult:
+          shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = DEFAULT_GUIDANCE,
+          steps: Optional[int] = None, eta: Optional[float] = None, seed: int = 0,
+          progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
     """A new tumour with texture ``target``.
 
     At ``point_lps`` the shape comes from the shape generator (``shape_features`` incl. ``volume_ml``). With a

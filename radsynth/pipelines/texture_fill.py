@@ -33,6 +33,24 @@ def check_overrides(names, overrides: Optional[Mapping[str, float]]) -> dict[str
     return out
 
 
+def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],
+                     overrides: Optional[Mapping[str, float]]) -> dict[str, list[float]]:
+    """Set features beyond the range of the model's training tumours: {name: [requested, lowest, highest]}.
+
+    The model never saw such a tumour; the demo model then renders healthy tissue instead (BENCHMARKS.md), so the
+    user is told rather than left to guess. Nothing is changed: the value is still sent as set."""
+    if gaussian is None or not overrides:
+        return {}
+    names = list(normalizer.names)
+    out = {}
+    for name, value in overrides.items():
+        i = names.index(name)
+        low, high = (float(normalizer.mean[i] + normalizer.std[i] * g[i]) for g in (gaussian.low, gaussian.high))
+        if not low <= value <= high:
+            out[name] = [float(value), round(low, 4), round(high, 4)]
+    return out
+
+
 def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],
                      source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> tuple[dict, str]:
     """(full target, how unset features were filled) for ``source`` with ``overrides`` applied."""

@@ -27,7 +27,7 @@ from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
 from ..worker.protocol import DEFAULT_GUIDANCE
 from .loading import TumorModels, load_models
-from .texture_fill import complete_texture
+from .texture_fill import complete_texture, outside_training
 
 #: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too); synthesis fills the
 #: mask exactly, as in training (a dilated hole grew a halo around synthetic tumours). Blending fades over FEATHER.
@@ -140,7 +140,8 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
                 "margin_mm": margin, "feather_mm": FEATHER_MM, "demo_models": models.is_demo,
                 "torch": torch.__version__, "python": platform.python_version()}
     if condition_features is not None:
-        settings.update(texture_overrides=dict(overrides or {}), texture_fill=fill_method)
+        settings.update(texture_overrides=dict(overrides or {}), texture_fill=fill_method,
+                        texture_outside_training=outside_training(models.normalizer, models.gaussian, overrides))
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
     mask_vol = image.with_array(on_grid.astype(np.uint8))
     mask_vol.metadata = {}
@@ -155,8 +156,9 @@ def remove(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *,
 
 
 def synthesize(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *, target: Mapping[str, float],
-               overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE, steps: Optional[int] = None,
-               eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
+               overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE,
+               steps: Optional[int] = None, eta: Optional[float] = None, seed: int = 0,
+               progress: Optional[ProgressFn] = None,
                cancel: Optional[CancelToken] = None) -> TumorResult:
     """Generate tumour tissue inside ``mask`` whose radiomics texture features approach ``target``.
 
