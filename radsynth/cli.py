@@ -136,9 +136,9 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
         raise _fail(exc) from None
     except OSError as exc:   # e.g. an output folder that cannot be written
         raise _fail(RadSynthError(f"Could not write the result: {exc}")) from None
-    for name, (value, low, high) in result.settings.get("texture_outside_training", {}).items():
-        err.print(f"[yellow]Warning:[/yellow] {name} = {value:g} is outside the tumours this model was trained on "
-                  f"({low:g} to {high:g}); the result may not follow it.", highlight=False, soft_wrap=True)
+    from .pipelines.texture_fill import outside_training_messages
+    for message in outside_training_messages(result.settings):
+        err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
     typer.echo(f"wrote {out} (marked synthetic)")
     for extra_path in (out_mask, report):
         if extra_path:

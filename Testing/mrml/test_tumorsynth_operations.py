@@ -195,9 +195,11 @@ def test_retexture_keeps_the_mask(logic, scene, loaded, lung1):
         return logic.runner(request, target, progress, cancel)
 
     [second] = logic.run(op_params(node, operation=RETEXTURE, segmentation=seg, segment_id=sid,
-                                 texture_overrides={"firstorder_Mean": 80.0, "glcm_Contrast": 5.0}), runner=spy)
-    assert asked == {"source": load_preset(PRESET), "overrides": {"firstorder_Mean": 80.0, "glcm_Contrast": 5.0}}
-    assert second["targets"]["firstorder_Mean"] == 80.0 and second["targets"]["glcm_Contrast"] == 5.0
+                                 texture_overrides={"firstorder_Mean": 80.0, "glcm_Contrast": 500.0}), runner=spy)
+    assert asked == {"source": load_preset(PRESET), "overrides": {"firstorder_Mean": 80.0, "glcm_Contrast": 500.0}}
+    assert second["targets"]["firstorder_Mean"] == 80.0 and second["targets"]["glcm_Contrast"] == 500.0
+    # far beyond any training tumour: the panel is told so (the first request was within range)
+    assert first["warnings"] == [] and len(second["warnings"]) == 1 and "glcm_Contrast = 500" in second["warnings"][0]
     assert np.array_equal(mask_of(second).array, nodule)
 
 

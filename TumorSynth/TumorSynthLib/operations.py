@@ -19,7 +19,7 @@ import numpy as np
 
 from radsynth import mrml
 from radsynth.errors import InvalidMaskError, RadSynthError, WorkerError
-from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
+from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, outside_training_messages
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
 
@@ -247,7 +247,8 @@ class OperationsLogic:
     # -- phase 3: main thread -----------------------------------------------------------------------------------
     def apply(self, batch: list[OperationRequest], outcomes: list[Outcome], scene) -> list[dict[str, Any]]:
         """Per variant: new ``volume``, ``segmentation`` (+ its ``segment_id``), ``table`` (when the operation
-        synthesized), with ``targets`` and ``measured`` for the panel; all variants are added, or none."""
+        synthesized), with ``targets``, ``measured`` and ``warnings`` (requests beyond the model's training) for the
+        panel; all variants are added, or none."""
         if len(outcomes) != len(batch):
             raise WorkerError("The run returned a different number of results than requested; nothing was added.")
         added: list[dict] = []
@@ -264,7 +265,8 @@ class OperationsLogic:
                         node.SetAttribute("RadSynth.Operation", request.operation)
                         node.SetAttribute("RadSynth.Seed", str(request.seed))
                 nodes.update(segment_id=nodes["segmentation"].GetSegmentation().GetNthSegmentID(0),
-                             targets=outcome.targets, measured=outcome.measured)
+                             targets=outcome.targets, measured=outcome.measured,
+                             warnings=outside_training_messages(outcome.result.settings))
         except Exception:
             for nodes in added:
                 mrml.remove_nodes(scene, [nodes["volume"], nodes["segmentation"], nodes["table"]])

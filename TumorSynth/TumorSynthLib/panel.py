@@ -270,5 +270,5 @@ class OperationsPanel:
         self.showMeasured(first["targets"], first["measured"], "result")
         slicer.util.setSliceViewerLayers(background=first["volume"], fit=False)
         names = ", ".join(f"'{o['volume'].GetName()}'" for o in outputs)
-        self.ui.statusLabel.text = f"Added {names} (marked synthetic)."
+        self.ui.statusLabel.text = " ".join([f"Added {names} (marked synthetic)."] + first["warnings"])
         logging.info("TumorSynth %s: %s", outputs[0]["volume"].GetAttribute("RadSynth.Operation"), names)

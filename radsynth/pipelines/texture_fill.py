@@ -51,6 +51,14 @@ def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian]
     return out
 
 
+
+def outside_training_messages(settings: Mapping) -> list[str]:
+    """One line per texture request beyond the training tumours, from a result's ``settings`` (CLI and panel)."""
+    return [f"{name} = {value:g} is outside the tumours this model was trained on ({low:g} to {high:g}); "
+            "the result may not follow it." for name, (value, low, high)
+            in settings.get("texture_outside_training", {}).items()]
+
+
 def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],
                      source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> tuple[dict, str]:
     """(full target, how unset features were filled) for ``source`` with ``overrides`` applied."""
