@@ -41,14 +41,9 @@ def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian]
     user is told rather than left to guess. Nothing is changed: the value is still sent as set."""
     if gaussian is None or not overrides:
         return {}
-    names = list(normalizer.names)
-    out = {}
-    for name, value in overrides.items():
-        i = names.index(name)
-        low, high = (float(normalizer.mean[i] + normalizer.std[i] * g[i]) for g in (gaussian.low, gaussian.high))
-        if not low <= value <= high:
-            out[name] = [float(value), round(low, 4), round(high, 4)]
-    return out
+    low, high = normalizer.denormalize(gaussian.low), normalizer.denormalize(gaussian.high)
+    return {name: [float(value), round(low[name], 4), round(high[name], 4)]
+            for name, value in overrides.items() if not low[name] <= value <= high[name]}
 
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -99,12 +100,14 @@ def lesion_mask(size: int, spacing_mm: float, rng: np.random.Generator,
     return ndimage.binary_fill_holes(mask)
 
 
-def random_center(case: Case, rng: np.random.Generator, region: np.ndarray, margin: int,
+def random_center(case: Case, rng: np.random.Generator, region: np.ndarray | Callable[[], np.ndarray], margin: int,
                   key: str | None = None) -> np.ndarray:
     """A voxel of ``region`` at least ``margin`` from the border (any body voxel if none); ``key`` caches the
-    candidates on the case for regions drawn from again and again."""
+    candidates on the case for regions drawn from again and again. ``region`` may be a function, then called only
+    when the candidates are not cached yet (a whole-CT threshold per sample is slow)."""
     idx = case.centers.get((key, margin)) if key else None
     if idx is None:
+        region = region() if callable(region) else region
         idx = np.argwhere(region[margin:-margin, margin:-margin, margin:-margin]) + margin
         if len(idx) == 0:
             idx = np.argwhere(case.body)

@@ -86,10 +86,9 @@ def build_bank(cases: list[Case], spec: RegionSpec, n: int, rng: np.random.Gener
     shapes = _tumour_shapes(cases, size)
 
     def center(case: Case, lung: bool) -> np.ndarray:
-        key = "lung-train" if lung else "body-train"
-        cached = (key, size // 4) in case.centers
-        region = None if cached else (lung_region(case) if lung else case.body) & hemithorax(case, size, "train")
-        return random_center(case, rng, region, margin=size // 4, key=key)
+        def region() -> np.ndarray:
+            return (lung_region(case) if lung else case.body) & hemithorax(case, size, "train")
+        return random_center(case, rng, region, margin=size // 4, key="lung-train" if lung else "body-train")
 
     bank = []
     while len(bank) < n:

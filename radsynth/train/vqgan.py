@@ -43,8 +43,7 @@ def random_batch(cases: list[Case], batch: int, size: int, spec: RegionSpec,
             c = random_center(case, rng, case.tumor, margin=4, key="tumor") + rng.integers(-8, 9, 3)
             x, roi = crop(case.image, c, size, -1.0), crop(case.tumor, c, size, False)
         elif draw < 0.2 + PROCEDURAL_FRACTION:
-            cached = ("lung", size // 2) in case.centers   # a whole-CT threshold per sample is slow
-            c = random_center(case, rng, None if cached else lung_region(case), margin=size // 2, key="lung")
+            c = random_center(case, rng, lambda: lung_region(case), margin=size // 2, key="lung")
             roi = lesion_mask(size, spec.spacing[0], rng, (6.0, min(50.0, 0.8 * size * spec.spacing[0])))
             x = procedural_tumour(crop(case.image, c, size, -1.0), roi, spec, rng)
         else:
@@ -87,8 +86,8 @@ def train(out: Path, data: Path | None, steps: int, batch: int, lr: float, adv_w
         recon, q_loss = model(x)
         err = (recon - x).abs()
         l1 = err.mean()
-        loss = l1 + q_loss.mean()
-        loss = loss + ROI_WEIGHT * (err * roi).mean()   # per voxel of the crop: an ROI mean made training diverge
+        # ROI term per voxel of the crop: an ROI mean made training diverge
+        loss = l1 + q_loss.mean() + ROI_WEIGHT * (err * roi).mean()
         use_adv = adv_weight > 0 and step > adv_start
         if use_adv:
             loss = loss + adv_weight * adv(disc(recon.contiguous().float())[-1], target_is_real=True,
