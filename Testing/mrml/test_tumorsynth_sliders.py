@@ -58,3 +58,25 @@ def test_log_volume_slider_round_trips():
     assert positions == [0, 333, 667, 1000], "equal ratios are equal slider steps"
     for v in (0.25, 3.0, 42.0):
         assert sliders.volume_from_position(sliders.position_from_volume(v)) == pytest.approx(v, rel=0.01)
+
+
+def test_texture_limits_follow_the_model_card(tmp_path):
+    import json
+
+    from radsynth.models import bundled
+
+    card = json.loads((bundled("demo-tumor-bbdm") / "card.json").read_text())
+    names, mean, std = card["features"]["names"], card["features"]["mean"], card["features"]["std"]
+    limits = sliders.texture_limits()
+    for spec in sliders.TEXTURE_SLIDERS:
+        i = names.index(spec.feature)
+        low, high = mean[i] + std[i] * card["gaussian"]["low"][i], mean[i] + std[i] * card["gaussian"]["high"][i]
+        step = 10.0 ** -spec.decimals
+        assert low - step < limits[spec.feature][0] <= low and high <= limits[spec.feature][1] < high + step
+    assert limits["glcm_Contrast"][1] < 100, "the demo model never saw a contrast near the old fixed limit of 200"
+    # a measured source beyond the training tumours is shown as it is, not clipped into another request
+    assert sliders.texture_limits(source={"firstorder_Mean": 420.5})["firstorder_Mean"][1] == 421.0
+    (tmp_path / "card.json").write_text("{ not json")
+    fallback = {s.feature: (s.minimum, s.maximum) for s in sliders.TEXTURE_SLIDERS}
+    assert sliders.texture_limits(str(tmp_path)) == fallback
+    assert sliders.texture_limits(str(tmp_path / "missing")) == fallback

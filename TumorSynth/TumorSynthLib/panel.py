@@ -114,9 +114,13 @@ class OperationsPanel:
         ui.volumeSlider.value = sliders.position_from_volume(volume)
         for feature, slider in self.shapeSliders.items():
             slider.value = float(p.GetParameter(f"Shape:{feature}") or self.specs[feature].start)
-        for feature, slider in self.textureSliders.items():
-            if p.GetParameter(f"Texture:{feature}"):
-                slider.value = float(p.GetParameter(f"Texture:{feature}"))
+        texture = {f: float(p.GetParameter(f"Texture:{f}")) for f in self.textureSliders
+                   if p.GetParameter(f"Texture:{f}")}
+        # limits first: the model's training range, holding the stored values so that none is clipped
+        for feature, (low, high) in sliders.texture_limits(p.GetParameter("ModelDir") or None, texture).items():
+            self.textureSliders[feature].minimum, self.textureSliders[feature].maximum = low, high
+        for feature, value in texture.items():
+            self.textureSliders[feature].value = value
         ui.previewCheckBox.checked = p.GetParameter("Preview") != "0"
         ui.variantsSpinBox.value = int(p.GetParameter("Variants") or 1)
 
@@ -239,10 +243,7 @@ class OperationsPanel:
         wasModified = p.StartModify()
         p.SetParameter("TextureSlidersSet", "1")
         for feature, value in values.items():
-            slider = self.textureSliders[feature]
-            # a source outside the usual range must not be clipped by the slider into another request
-            slider.minimum, slider.maximum = min(slider.minimum, value), max(slider.maximum, value)
-            p.SetParameter(f"Texture:{feature}", str(value))
+            p.SetParameter(f"Texture:{feature}", str(value))  # updateGUI widens the slider's limits to hold it
         p.EndModify(wasModified)
 
     # -- running ------------------------------------------------------------------------------------------------

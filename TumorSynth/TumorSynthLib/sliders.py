@@ -3,13 +3,15 @@
 Shape sliders fix volume, sphericity, elongation and flatness; the shape model fills every other shape feature
 consistently (``shape.complete_features``). Texture sliders start from the texture source (a preset or a
 measured segment) and set three of its features; the engine moves the source's other features along with them
-(``radsynth.pipelines.texture_fill``).
+(``radsynth.pipelines.texture_fill``). Their limits are the texture model's training range (:func:`texture_limits`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 from typing import Optional
 
 from radsynth import mrml
@@ -36,6 +38,7 @@ SHAPE_SLIDERS = (Slider(VOLUME, "Volume (mL)", 0.1, 100.0, 2, DEFAULT_VOLUME_ML)
                  Slider("shape_Sphericity", "Sphericity", 0.3, 1.0, 2, 0.8),
                  Slider("shape_Elongation", "Elongation", 0.2, 1.0, 2, 0.75),
                  Slider("shape_Flatness", "Flatness", 0.1, 1.0, 2, 0.6))
+#: texture slider limits for a model card without a training range; a card's range replaces them
 _TEXTURE_LOOK = {"firstorder_Mean": ("Mean intensity (HU)", -500.0, 300.0, 0),
                  "firstorder_Entropy": ("Heterogeneity", 0.0, 7.0, 2),
                  "glcm_Contrast": ("Contrast", 0.0, 200.0, 1)}
@@ -82,6 +85,48 @@ def texture_source_values(params: TumorSynthParameters) -> dict[str, float]:
     else:
         raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
     return {k: float(values[k]) for k in TEXTURE_SLIDER_FEATURES}
+
+
+def texture_limits(model_dir: Optional[str] = None, source: Optional[dict] = None) -> dict[str, tuple[float, float]]:
+    """Texture slider limits: the range of the texture model's training tumours, widened to hold the source's value.
+
+    Beyond that range the model has never seen a tumour (the demo model then renders lung), so the sliders stop
+    there; a source measured outside it must still be shown as it is, not clipped into another request. A model
+    whose card has no range (or cannot be read: the run will say why) keeps the wide default limits."""
+    ranges = _training_range(model_dir)
+    limits = {}
+    for spec in TEXTURE_SLIDERS:
+        low, high = ranges.get(spec.feature, (spec.minimum, spec.maximum))
+        if source and spec.feature in source:
+            low, high = min(low, source[spec.feature]), max(high, source[spec.feature])
+        scale = 10.0 ** spec.decimals  # outwards to the slider's precision, so both ends stay reachable
+        limits[spec.feature] = (math.floor(low * scale) / scale, math.ceil(high * scale) / scale)
+    return limits
+
+
+def _training_range(model_dir: Optional[str]) -> dict:
+    try:  # torch arrives with the module's dependencies, installed on the first run
+        from radsynth.models import CARD
+        from radsynth.pipelines.loading import texture_folder
+    except ImportError:
+        return {}
+    card = texture_folder(model_dir) / CARD
+    try:
+        return _card_range(str(card), card.stat().st_mtime_ns)
+    except OSError:
+        return {}
+
+
+@functools.lru_cache(maxsize=4)
+def _card_range(path: str, mtime_ns: int) -> dict:
+    # the panel asks on every parameter change (each slider step); a card is ~0.2 MB of JSON
+    from radsynth.models import read_card
+    from radsynth.pipelines.texture_fill import card_training_range
+
+    try:
+        return card_training_range(read_card(os.path.dirname(path)))
+    except (RadSynthError, KeyError, TypeError, ValueError):
+        return {}
 
 
 @dataclasses.dataclass

@@ -55,6 +55,11 @@ class TumorModels:
         return bool(self.vq_card.get("demo") or self.texture_card.get("demo"))
 
 
+def texture_folder(texture_dir: Path | str | None = None) -> Path:
+    """The texture model's folder: the one given, else the bundled demo model."""
+    return Path(texture_dir) if texture_dir else bundled(DEMO_TEXTURE)
+
+
 def load_models(texture_dir: Path | str | None = None, vqgan_dir: Path | str | None = None,
                 device: str | torch.device | None = "auto") -> TumorModels:
     """Load a BBDM texture model and its VQ-GAN (default: the bundled demo models).
@@ -62,7 +67,7 @@ def load_models(texture_dir: Path | str | None = None, vqgan_dir: Path | str | N
     ``vqgan_dir`` defaults to the folder named by the texture card, next to the texture model.
     """
     device = device if isinstance(device, torch.device) else pick_device(device)
-    texture_dir = Path(texture_dir) if texture_dir else bundled(DEMO_TEXTURE)
+    texture_dir = texture_folder(texture_dir)
     card, state = load_model(texture_dir, "bbdm-texture")
     if vqgan_dir is None:
         vqgan_dir = texture_dir.parent / card.get("vqgan", {}).get("name", DEMO_VQGAN)

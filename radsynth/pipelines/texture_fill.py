@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ..conditioning import Gaussian, conditional_fill
+from ..conditioning import Gaussian, conditional_fill, gaussian_from_card
 from ..errors import RadSynthError
 from ..radiomics import FeatureNormalizer
 
@@ -33,18 +33,32 @@ def check_overrides(names, overrides: Optional[Mapping[str, float]]) -> dict[str
     return out
 
 
+def training_range(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian]) -> dict[str, tuple[float, float]]:
+    """{feature: (lowest, highest)} over the model's training tumours; empty for a card without a Gaussian."""
+    if gaussian is None:
+        return {}
+    low, high = normalizer.denormalize(gaussian.low), normalizer.denormalize(gaussian.high)
+    return {n: (low[n], high[n]) for n in normalizer.names}
+
+
+def card_training_range(card: Mapping) -> dict[str, tuple[float, float]]:
+    """:func:`training_range` from a texture model card alone (no weights), e.g. for a panel's slider limits."""
+    normalizer = FeatureNormalizer.from_dict(card["features"])
+    gaussian = gaussian_from_card(card, len(normalizer.names)) if "gaussian" in card else None
+    return training_range(normalizer, gaussian)
+
+
 def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],
                      overrides: Optional[Mapping[str, float]]) -> dict[str, list[float]]:
     """Set features beyond the range of the model's training tumours: {name: [requested, lowest, highest]}.
 
     The model never saw such a tumour; the demo model then renders healthy tissue instead (BENCHMARKS.md), so the
     user is told rather than left to guess. Nothing is changed: the value is still sent as set."""
-    if gaussian is None or not overrides:
+    ranges = training_range(normalizer, gaussian)
+    if not ranges:
         return {}
-    low, high = normalizer.denormalize(gaussian.low), normalizer.denormalize(gaussian.high)
-    return {name: [float(value), round(low[name], 4), round(high[name], 4)]
-            for name, value in overrides.items() if not low[name] <= value <= high[name]}
-
+    return {name: [float(value), round(ranges[name][0], 4), round(ranges[name][1], 4)]
+            for name, value in (overrides or {}).items() if not ranges[name][0] <= value <= ranges[name][1]}
 
 
 def outside_training_messages(settings: Mapping) -> list[str]:
