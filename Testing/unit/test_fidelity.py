@@ -117,3 +117,17 @@ def test_fidelity_section_summary_and_plots(tmp_path):
     scatter = fd.scatter_plot(tmp_path / "scatter.png", [(n, req[:, i], ach[:, i]) for i, n in enumerate(names[:4])],
                               "test")
     assert mpimg.imread(str(bar)).shape[0] > 100 and mpimg.imread(str(scatter)).shape[1] > 100
+
+
+def test_interior_drops_the_rim_in_millimetres():
+    from radsynth.evaluate.texture_eval import interior
+
+    block = np.zeros((10, 60, 60), bool)
+    block[2:7, 10:50, 10:50] = True
+    core = np.argwhere(interior(block, (5.0, 0.57, 0.57), depth_mm=3.0))
+    # thick slices: the partial-volume end slices go; in plane ceil(3 / 0.57) = 6 voxels
+    assert core.min(0).tolist() == [3, 16, 16] and core.max(0).tolist() == [5, 43, 43]
+    k, j, i = np.indices((21, 21, 21)) - 10
+    sphere = (k * k + j * j + i * i) * 1.5 ** 2 <= 10.0 ** 2     # 10 mm radius at 1.5 mm
+    radius = np.sqrt((np.argwhere(interior(sphere, (1.5,) * 3, depth_mm=3.0)) - 10) ** 2 @ np.ones(3)).max() * 1.5
+    assert 6.0 <= radius <= 7.5, "about 10 - 3 mm, give or take the voxel grid"

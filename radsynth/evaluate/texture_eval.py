@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import RadSynthError
 from ..pipelines.loading import TumorModels
@@ -41,6 +42,8 @@ SWEEPS = {"firstorder_Mean": lambda v: v + np.linspace(-150.0, 150.0, 7),
           "glcm_Contrast": lambda v: v * 2.0 ** np.linspace(-2.0, 2.0, 7)}
 
 Log = Callable[[str], None]
+#: the slider sweep also measures each lesion this far inside its edge
+INTERIOR_MM = 3.0
 
 
 def _normalize(models: TumorModels) -> fd.Normalize:
@@ -127,31 +130,49 @@ def evaluate_texture(models: TumorModels, n: int = 12, steps: int = 10, seed: in
     return report
 
 
+def interior(mask: np.ndarray, spacing_kji, depth_mm: float = INTERIOR_MM) -> np.ndarray:
+    """``mask`` without its rim: the voxels whose every neighbour within ``depth_mm`` (at least one voxel along each
+    axis, so a thick-slice scan also loses its partial-volume end slices) is inside."""
+    radius = np.ceil(depth_mm / np.asarray(spacing_kji, dtype=float)).astype(int)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
+    return ndimage.binary_erosion(mask > 0, structure=ball)
+
+
 def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: str = PRESETS[0],
                   out: Optional[Path] = None) -> dict:
     """Each texture slider swept from ``preset`` as the panel sends it (all three sliders set, the swept one moved,
     the other 90 features filled by the engine), in one held-out region per case with the same noise seed
-    throughout → Spearman and slope of the achieved value per slider."""
+    throughout → Spearman and slope of the achieved value per slider, over the whole mask (the feature as defined)
+    and over its interior (the rim blurred into lung, which dominates small lesions' entropy and contrast, left out)."""
     base = load_preset(preset)
     regions = _regions(len(CASES), seed + 100)
     result, panels = {}, []
     for feature in TEXTURE_SLIDER_FEATURES:
         t0 = time.perf_counter()
         values = [float(v) for v in SWEEPS[feature](base[feature])]
-        j = list(models.normalizer.names).index(feature)
         per_region, pooled = {}, []
         for case, image, mask in regions:
             sliders = {f: float(base[f]) for f in TEXTURE_SLIDER_FEATURES}
-            got = [_synth(models, image, mask, base, steps, seed, dict(sliders, **{feature: v}))[0][j]
-                   for v in values]
+            core = interior(mask, np.asarray(image.spacing)[::-1])
+            got, inner = [], []
+            for v in values:
+                res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=base,
+                                 overrides=dict(sliders, **{feature: v}), steps=steps, seed=seed)
+                got.append(dict((n, a) for n, _, a in res.features)[feature])
+                inner.append(texture_features(res.volume, core)[feature])
             # ρ alone can be 1 for a response of a hundredth of a unit; the slope says whether the slider does anything
-            per_region[case] = {"achieved": [float(g) for g in got], "spearman": fd.slider_monotonicity(values, got),
-                                "slope": float(np.polyfit(values, got, 1)[0])}
+            per_region[case] = {"achieved": got, "spearman": fd.slider_monotonicity(values, got),
+                                "slope": float(np.polyfit(values, got, 1)[0]),
+                                "interior": {"voxels": int(core.sum()), "achieved": inner,
+                                             "spearman": fd.slider_monotonicity(values, inner),
+                                             "slope": float(np.polyfit(values, inner, 1)[0])}}
             pooled += got
         result[feature] = {"preset": preset, "requested": values, "per_region": per_region,
-                           "spearman": float(np.mean([r["spearman"] for r in per_region.values()])),
-                           "slope": float(np.mean([r["slope"] for r in per_region.values()])),
                            "seconds": round(time.perf_counter() - t0, 1)}
+        for key, pick in (("", lambda r: r), ("interior_", lambda r: r["interior"])):
+            for stat in ("spearman", "slope"):
+                result[feature][key + stat] = float(np.mean([pick(r)[stat] for r in per_region.values()]))
         panels.append((feature, values * len(regions), pooled))
     if out is not None:
         fd.scatter_plot(Path(out) / "texture_sliders.png", panels,

@@ -156,7 +156,7 @@ def _card(out, data, arch, vq_card, bridge, normalizer, gaussian, sources, bank,
             "latent_channels": vq_card["latent"]["channels"],
             "vqgan": {"name": vq_card["name"], "version": vq_card["version"], "sha256": vq_card["sha256"]},
             "bridge": {"num_steps": bridge.num_steps, "m_min": 0.001, "m_max": 0.999, "max_var": 1.0},
-            "sampling": {"default_steps": 50, "eta": 1.0},  # re-check with scripts/benchmark_tumor.py
+            "sampling": {"default_steps": 20, "eta": 1.0},  # re-check with scripts/benchmark_tumor.py
             "features": normalizer.to_dict(),
             "gaussian": gaussian,
             "fill": FILL,
