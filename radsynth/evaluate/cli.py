@@ -16,6 +16,7 @@ evaluate_app = typer.Typer(help="Evaluate shape/texture fidelity and slider mono
                            no_args_is_help=True)
 OUT = typer.Option(Path("out/evaluate"), "--out", help="Folder for report.json and the plots.")
 MODELS = typer.Option(None, "--models", help="Texture model folder (default: the bundled demo model).")
+EVAL_STEPS = typer.Option(None, "--steps", min=2, help="Sampler steps (default: the model's).")
 SHAPE_MODEL = typer.Option(None, "--shape-model", help="Shape model folder (default: the bundled demo model).")
 
 
@@ -65,7 +66,7 @@ def shape_cmd(out: Path = OUT, targets: int = typer.Option(40, "--targets"), see
 
 
 @evaluate_app.command("texture")
-def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), steps: int = typer.Option(10, "--steps"),
+def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), steps: Optional[int] = EVAL_STEPS,
                 models: Optional[Path] = MODELS) -> None:
     """Requested vs achieved texture features inside synthesized tumours on held-out lung regions (both
     protocols + shuffled baseline), and the texture slider sweeps."""
@@ -79,7 +80,7 @@ def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), s
 
 
 @evaluate_app.command("sliders")
-def sliders_cmd(out: Path = OUT, steps: int = typer.Option(10, "--steps"), models: Optional[Path] = MODELS,
+def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Optional[Path] = MODELS,
                 shape_model: Optional[Path] = SHAPE_MODEL) -> None:
     """Slider monotonicity: each shape and texture slider swept; Spearman (and slope) per slider."""
     from ..pipelines.loading import load_models

@@ -72,16 +72,19 @@ def _requests(names: Sequence[str], n: int, rng: np.random.Generator) -> tuple[n
     return weights, (1 - weights)[:, None] * a + weights[:, None] * b
 
 
-def _synth(models: TumorModels, image: Volume, mask: np.ndarray, target: dict, steps: int, seed: int,
+def _synth(models: TumorModels, image: Volume, mask: np.ndarray, target: dict, steps: Optional[int], seed: int,
            overrides: Optional[dict] = None):
     res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=target, overrides=overrides,
                      steps=steps, seed=seed)
     return np.array([a for _, _, a in res.features], dtype=np.float64), res.timings
 
 
-def evaluate_texture(models: TumorModels, n: int = 12, steps: int = 10, seed: int = 0, out: Optional[Path] = None,
+def evaluate_texture(models: TumorModels, n: int = 12, steps: Optional[int] = None, seed: int = 0,
+                     out: Optional[Path] = None,
                      sweep: bool = True, log: Log = lambda s: None) -> dict:
-    """Fidelity report of the texture model over n held-out lung regions (synthesis with ``steps`` sampler steps)."""
+    """Fidelity report of the texture model over n held-out lung regions (synthesis with ``steps`` sampler steps,
+    default the model's)."""
+    steps = steps or models.default_steps
     if n < 3:
         raise RadSynthError("Evaluate at least 3 regions: correlations across fewer samples are meaningless.")
     t0 = time.perf_counter()
@@ -139,13 +142,13 @@ def interior(mask: np.ndarray, spacing_kji, depth_mm: float = INTERIOR_MM) -> np
     return ndimage.binary_erosion(mask > 0, structure=ball)
 
 
-def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: str = PRESETS[0],
+def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 0, preset: str = PRESETS[0],
                   out: Optional[Path] = None) -> dict:
     """Each texture slider swept from ``preset`` as the panel sends it (all three sliders set, the swept one moved,
     the other 90 features filled by the engine), in one held-out region per case with the same noise seed
     throughout → Spearman and slope of the achieved value per slider, over the whole mask (the feature as defined)
     and over its interior (the rim blurred into lung, which dominates small lesions' entropy and contrast, left out)."""
-    base = load_preset(preset)
+    base, steps = load_preset(preset), steps or models.default_steps
     regions = _regions(len(CASES), seed + 100)
     result, panels = {}, []
     for feature in TEXTURE_SLIDER_FEATURES:
@@ -168,7 +171,7 @@ def texture_sweep(models: TumorModels, steps: int = 10, seed: int = 0, preset: s
                                              "spearman": fd.slider_monotonicity(values, inner),
                                              "slope": float(np.polyfit(values, inner, 1)[0])}}
             pooled += got
-        result[feature] = {"preset": preset, "requested": values, "per_region": per_region,
+        result[feature] = {"preset": preset, "steps": steps, "requested": values, "per_region": per_region,
                            "seconds": round(time.perf_counter() - t0, 1)}
         for key, pick in (("", lambda r: r), ("interior_", lambda r: r["interior"])):
             for stat in ("spearman", "slope"):

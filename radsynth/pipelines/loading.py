@@ -51,6 +51,11 @@ class TumorModels:
         return {c["name"]: c["version"] for c in (self.vq_card, self.texture_card)}
 
     @property
+    def default_steps(self) -> int:
+        """Sampler steps when a caller gives none: the card's choice (benchmarked per model)."""
+        return int(self.texture_card.get("sampling", {}).get("default_steps", 20))
+
+    @property
     def is_demo(self) -> bool:
         return bool(self.vq_card.get("demo") or self.texture_card.get("demo"))
 

@@ -113,7 +113,7 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     with timer("load"):
         models = models or load_models()
         sampling = models.texture_card.get("sampling", {})
-        steps = int(steps or sampling.get("default_steps", 20))
+        steps = int(steps or models.default_steps)
         eta = float(sampling.get("eta", 0.0) if eta is None else eta)
         if not 2 <= steps <= models.bridge.num_steps:
             raise RadSynthError(f"Sampling steps must be between 2 and {models.bridge.num_steps}; got {steps}.")
