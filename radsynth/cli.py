@@ -106,7 +106,7 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
                   in_process: bool, options_fn: Optional[OptionsFn] = None, inputs: Optional[dict] = None) -> None:
     """Body of every ``tumor`` command: read, run (here or in the worker), then write everything at the end."""
     from .demo import operation_report, software_versions, write_json
-    from .pipelines.texture_fill import outside_training_messages
+    from .pipelines.texture_fill import texture_warnings
     from .worker import TumorRunner
     try:
         if out.suffix.lower() not in NRRD_SUFFIXES:
@@ -137,7 +137,7 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
         raise _fail(exc) from None
     except OSError as exc:   # e.g. an output folder that cannot be written
         raise _fail(RadSynthError(f"Could not write the result: {exc}")) from None
-    for message in outside_training_messages(result.settings):
+    for message in texture_warnings(result.settings):
         err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
     typer.echo(f"wrote {out} (marked synthetic)")
     for extra_path in (out_mask, report):

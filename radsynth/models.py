@@ -79,6 +79,13 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: P
                          f"{str(exc).splitlines()[0]}") from exc
 
 
+def record_in_card(folder: Path | str, key: str, value: Any) -> dict[str, Any]:
+    """Store ``value`` under ``key`` in a model's card (e.g. its measured evaluation), leaving the weights alone."""
+    card = dict(read_card(folder), **{key: value})
+    (Path(folder) / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
 def save_model(folder: Path | str, module: torch.nn.Module, card: dict[str, Any],
                half: bool = False) -> dict[str, Any]:
     """Write weights and card (with the checksum filled in); returns the card.

@@ -122,17 +122,35 @@ def test_synthesize_with_a_slider_value_in_the_worker(tmp_path, lung1_site):
     assert doc["settings"]["texture_overrides"] == {"firstorder_Mean": 90.0}
     assert "conditional mean" in doc["settings"]["texture_fill"]
     assert doc["settings"]["texture_outside_training"] == {} and "Warning" not in result.output
+    assert doc["settings"]["texture_unfollowed"] == {}, "the mean slider is one the demo model follows"
 
 
-def test_a_request_beyond_the_training_tumours_is_flagged(tmp_path, lung1_site):
+def test_a_slider_the_model_does_not_follow_is_flagged(tmp_path, lung1_site):
+    from radsynth.models import read_card
+    from radsynth.pipelines.loading import texture_folder
+    from radsynth.pipelines.texture_fill import unfollowed
+
+    expected = unfollowed(read_card(texture_folder(MODELS)), ["firstorder_Entropy"])
+    assert MODELS or expected, "the bundled card records that the demo model does not follow entropy"
+    output, settings = _synthesize_setting(tmp_path, lung1_site, "firstorder_Entropy=4.0")
+    assert settings["texture_unfollowed"].keys() == expected.keys()
+    assert ("does not follow firstorder_Entropy" in output) == bool(expected)
+
+
+def _synthesize_setting(tmp_path, lung1_site, setting: str) -> tuple[str, dict]:
+    """(CLI output, report settings) of a synthesis from the lung2 preset with one ``--set``."""
     image_path, site = lung1_site
     out, report = tmp_path / "tumour.nrrd", tmp_path / "r.json"
     result = radsynth("tumor", "synthesize", "--image", str(image_path), "--mask", str(site), "--preset",
-                      "lung2-tumor", "--set", "glcm_Contrast=5000", "--out", str(out), "--report", str(report),
-                      "--steps", FAST)
+                      "lung2-tumor", "--set", setting, "--out", str(out), "--report", str(report), "--steps", FAST)
     assert result.exit_code == 0, result.output
-    assert "glcm_Contrast = 5000 is outside the tumours this model was trained on" in result.output
-    value, low, high = json.loads(report.read_text())["result"]["settings"]["texture_outside_training"]["glcm_Contrast"]
+    return result.output, json.loads(report.read_text())["result"]["settings"]
+
+
+def test_a_request_beyond_the_training_tumours_is_flagged(tmp_path, lung1_site):
+    output, settings = _synthesize_setting(tmp_path, lung1_site, "glcm_Contrast=5000")
+    assert "glcm_Contrast = 5000 is outside the tumours this model was trained on" in output
+    value, low, high = settings["texture_outside_training"]["glcm_Contrast"]
     assert value == 5000.0 and low < high < 5000.0
 
 

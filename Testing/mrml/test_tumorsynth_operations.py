@@ -199,7 +199,9 @@ def test_retexture_keeps_the_mask(logic, scene, loaded, lung1):
     assert asked == {"source": load_preset(PRESET), "overrides": {"firstorder_Mean": 80.0, "glcm_Contrast": 500.0}}
     assert second["targets"]["firstorder_Mean"] == 80.0 and second["targets"]["glcm_Contrast"] == 500.0
     # far beyond any training tumour: the panel is told so (the first request was within range)
-    assert first["warnings"] == [] and len(second["warnings"]) == 1 and "glcm_Contrast = 500" in second["warnings"][0]
+    # beyond the training tumours, and a slider the bundled model's recorded sweep says it does not follow
+    assert first["warnings"] == [] and len(second["warnings"]) == 2 and "glcm_Contrast = 500" in second["warnings"][0]
+    assert "does not follow glcm_Contrast" in second["warnings"][1]
     assert np.array_equal(mask_of(second).array, nodule)
 
 

@@ -80,3 +80,20 @@ def test_texture_limits_follow_the_model_card(tmp_path):
     fallback = {s.feature: (s.minimum, s.maximum) for s in sliders.TEXTURE_SLIDERS}
     assert sliders.texture_limits(str(tmp_path)) == fallback
     assert sliders.texture_limits(str(tmp_path / "missing")) == fallback
+
+
+def test_the_panel_names_the_sliders_the_model_does_not_follow(tmp_path):
+    import json
+    import shutil
+
+    from radsynth.models import bundled
+    from radsynth.pipelines.texture_fill import SLIDER_EVALUATION
+
+    note = sliders.unfollowed_note()   # the bundled card records its sweep (BENCHMARKS.md)
+    assert "Heterogeneity" in note and "Contrast" in note and "Mean" not in note
+    copy = tmp_path / "model"
+    shutil.copytree(bundled("demo-tumor-bbdm"), copy)
+    card = json.loads((copy / "card.json").read_text())
+    del card[SLIDER_EVALUATION]
+    (copy / "card.json").write_text(json.dumps(card))
+    assert sliders.unfollowed_note(str(copy)) == "", "a model with no recorded sweep is not judged"

@@ -130,3 +130,13 @@ def test_load_into_mismatched_architecture(tmp_path):
 def test_torch_load_is_really_blocked():
     with pytest.raises(AssertionError, match="torch.load"):
         torch.load("anything")
+
+
+def test_record_in_card_adds_a_key_and_leaves_the_weights(tmp_path):
+    _, folder, card = _saved(tmp_path)
+    weights = (folder / WEIGHTS).read_bytes()
+    updated = models.record_in_card(folder, "slider_evaluation", {"texture": {"x": {"spearman": 1.0}}})
+    assert read_card(folder) == updated == dict(card, slider_evaluation={"texture": {"x": {"spearman": 1.0}}})
+    assert (folder / WEIGHTS).read_bytes() == weights
+    loaded_card, _ = load_model(folder, "texture")   # the checksum still holds
+    assert loaded_card["slider_evaluation"]["texture"]["x"]["spearman"] == 1.0

@@ -5,7 +5,8 @@ import pytest
 
 from radsynth.conditioning import conditional_fill, fit_gaussian, gaussian_from_card
 from radsynth.errors import ModelError, RadSynthError
-from radsynth.pipelines.texture_fill import FILL_GAUSSIAN, FILL_NONE, complete_texture, outside_training
+from radsynth.pipelines.texture_fill import (FILL_GAUSSIAN, FILL_NONE, SLIDER_EVALUATION, complete_texture, moved,
+                                             outside_training, texture_warnings, unfollowed)
 from radsynth.radiomics import FeatureNormalizer
 
 NAMES = ("mean", "p90", "contrast")
@@ -89,3 +90,19 @@ def test_requests_beyond_the_training_tumours_are_named(model):
     assert value == 1000.0 and low < -100.0 < 100.0 < high < 1000.0
     assert high == pytest.approx(normalizer.denormalize(gaussian.high)["mean"], abs=1e-3)
     assert outside_training(normalizer, None, {"mean": 1000.0}) == {}
+
+
+def test_only_moved_sliders_that_the_model_does_not_follow_are_named():
+    card = {SLIDER_EVALUATION: {"texture": {"mean": {"spearman": 1.0, "slope": 0.48},
+                                            "contrast": {"spearman": -0.34, "slope": -0.42},
+                                            "p90": {"spearman": 0.9, "slope": 0.05}}}}
+    # the panel sends every slider, rounded to its precision: only real moves count
+    changed = moved(SOURCE, {"mean": 20.1, "p90": 75.0, "contrast": 12.04})
+    assert changed == ["p90"]
+    assert list(unfollowed(card, changed)) == ["p90"]            # monotone but a twentieth of the request
+    assert list(unfollowed(card, ["mean", "contrast"])) == ["contrast"]
+    assert unfollowed({}, ["contrast"]) == {}                    # nothing recorded, nothing claimed
+    lines = texture_warnings({"texture_outside_training": {"mean": [1000.0, -150.0, 150.0]},
+                              "texture_unfollowed": unfollowed(card, ["contrast"])})
+    assert len(lines) == 2 and "outside the tumours" in lines[0]
+    assert "does not follow contrast" in lines[1] and "Spearman -0.34" in lines[1]

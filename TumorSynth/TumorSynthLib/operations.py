@@ -19,7 +19,7 @@ import numpy as np
 
 from radsynth import mrml
 from radsynth.errors import InvalidMaskError, RadSynthError, WorkerError
-from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, outside_training_messages
+from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, texture_warnings
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
 
@@ -266,7 +266,7 @@ class OperationsLogic:
                         node.SetAttribute("RadSynth.Seed", str(request.seed))
                 nodes.update(segment_id=nodes["segmentation"].GetSegmentation().GetNthSegmentID(0),
                              targets=outcome.targets, measured=outcome.measured,
-                             warnings=outside_training_messages(outcome.result.settings))
+                             warnings=texture_warnings(outcome.result.settings))
         except Exception:
             for nodes in added:
                 mrml.remove_nodes(scene, [nodes["volume"], nodes["segmentation"], nodes["table"]])

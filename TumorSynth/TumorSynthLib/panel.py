@@ -121,6 +121,9 @@ class OperationsPanel:
             self.textureSliders[feature].minimum, self.textureSliders[feature].maximum = low, high
         for feature, value in texture.items():
             self.textureSliders[feature].value = value
+        note = sliders.unfollowed_note(p.GetParameter("ModelDir") or None)
+        self.ui.textureResponseLabel.text = note
+        self.ui.textureResponseLabel.visible = bool(note)
         ui.previewCheckBox.checked = p.GetParameter("Preview") != "0"
         ui.variantsSpinBox.value = int(p.GetParameter("Variants") or 1)
 

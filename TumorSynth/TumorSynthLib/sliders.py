@@ -87,13 +87,25 @@ def texture_source_values(params: TumorSynthParameters) -> dict[str, float]:
     return {k: float(values[k]) for k in TEXTURE_SLIDER_FEATURES}
 
 
+def unfollowed_note(model_dir: Optional[str] = None) -> str:
+    """What the panel says under the texture sliders when the model's card records that it does not follow some
+    of them (``radsynth evaluate sliders --record``); empty when it follows them all or nothing was measured."""
+    names = {s.feature: s.label for s in TEXTURE_SLIDERS}
+    which = _card_info(model_dir)[1]
+    if not which:
+        return ""
+    listed = "; ".join(f"{names[f]} (Spearman {r['spearman']:.2f}, slope {r['slope']:.2f})" for f, r in which.items())
+    return (f"Measured on this texture model: it does not follow {listed}. Moving "
+            f"{'this slider' if len(which) == 1 else 'these sliders'} changes the request, not much the result.")
+
+
 def texture_limits(model_dir: Optional[str] = None, source: Optional[dict] = None) -> dict[str, tuple[float, float]]:
     """Texture slider limits: the range of the texture model's training tumours, widened to hold the source's value.
 
     Beyond that range the model has never seen a tumour (the demo model then renders lung), so the sliders stop
     there; a source measured outside it must still be shown as it is, not clipped into another request. A model
     whose card has no range (or cannot be read: the run will say why) keeps the wide default limits."""
-    ranges = _training_range(model_dir)
+    ranges = _card_info(model_dir)[0]
     limits = {}
     for spec in TEXTURE_SLIDERS:
         low, high = ranges.get(spec.feature, (spec.minimum, spec.maximum))
@@ -104,29 +116,31 @@ def texture_limits(model_dir: Optional[str] = None, source: Optional[dict] = Non
     return limits
 
 
-def _training_range(model_dir: Optional[str]) -> dict:
+def _card_info(model_dir: Optional[str]) -> tuple[dict, dict]:
+    """(training range, unfollowed sliders) from the texture model's card; empty where it cannot be read."""
     try:  # torch arrives with the module's dependencies, installed on the first run
         from radsynth.models import CARD
         from radsynth.pipelines.loading import texture_folder
     except ImportError:
-        return {}
+        return {}, {}
     card = texture_folder(model_dir) / CARD
     try:
-        return _card_range(str(card), card.stat().st_mtime_ns)
+        return _read_card_info(str(card), card.stat().st_mtime_ns)
     except OSError:
-        return {}
+        return {}, {}
 
 
 @functools.lru_cache(maxsize=4)
-def _card_range(path: str, mtime_ns: int) -> dict:
+def _read_card_info(path: str, mtime_ns: int) -> tuple[dict, dict]:
     # the panel asks on every parameter change (each slider step); a card is ~0.2 MB of JSON
     from radsynth.models import read_card
-    from radsynth.pipelines.texture_fill import card_training_range
+    from radsynth.pipelines.texture_fill import card_training_range, unfollowed
 
     try:
-        return card_training_range(read_card(os.path.dirname(path)))
+        card = read_card(os.path.dirname(path))
+        return card_training_range(card), unfollowed(card, TEXTURE_SLIDER_FEATURES)
     except (RadSynthError, KeyError, TypeError, ValueError):
-        return {}
+        return {}, {}
 
 
 @dataclasses.dataclass

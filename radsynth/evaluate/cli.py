@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Optional
@@ -81,9 +82,12 @@ def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), s
 
 @evaluate_app.command("sliders")
 def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Optional[Path] = MODELS,
-                shape_model: Optional[Path] = SHAPE_MODEL) -> None:
+                shape_model: Optional[Path] = SHAPE_MODEL,
+                record: bool = typer.Option(False, "--record", help="Store the texture sliders' measured response "
+                                            "in the texture model's card: the panel and CLI then say which "
+                                            "sliders this model does not follow.")) -> None:
     """Slider monotonicity: each shape and texture slider swept; Spearman (and slope) per slider."""
-    from ..pipelines.loading import load_models
+    from ..pipelines.loading import load_models, texture_folder
     from ..pipelines.shape import load_shape_model
     from .shape_eval import shape_sweeps
     from .texture_eval import texture_sweep
@@ -95,3 +99,11 @@ def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Opti
     _summary(report["shape"], "shape  ")
     _summary(report["texture"], "texture")
     _write(out, "sliders_report.json", report)
+    if record:
+        from ..models import record_in_card
+        from ..pipelines.texture_fill import SLIDER_EVALUATION
+        keys = ("preset", "steps", "requested", "spearman", "slope", "interior_spearman", "interior_slope")
+        record_in_card(texture_folder(models), SLIDER_EVALUATION, {
+            "texture": {f: {k: r[k] for k in keys} for f, r in report["texture"].items()},
+            "date": datetime.date.today().isoformat(), "by": "radsynth evaluate sliders --record"})
+        typer.echo(f"recorded the texture sliders' response in {texture_folder(models)}")

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..errors import RadSynthError
 from ..pipelines.loading import TumorModels
-from ..pipelines.texture_fill import TEXTURE_SLIDER_FEATURES
+from ..pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, training_range
 from ..pipelines.tumor import synthesize
 from ..radiomics import load_preset, texture_features
 from ..sample_data import sample_path
@@ -36,10 +36,12 @@ PRESETS = ("lung1-tumor", "lung2-tumor")
 CASES = ("lung1", "lung2")
 KEY_FEATURES = ("firstorder_Mean", "firstorder_Entropy", "firstorder_90Percentile", "glcm_Contrast",
                 "glrlm_RunEntropy", "glszm_ZoneEntropy")
-#: slider sweeps around the preset's value: ±150 HU, ±1.5 bits, ×¼…×4
-SWEEPS = {"firstorder_Mean": lambda v: v + np.linspace(-150.0, 150.0, 7),
-          "firstorder_Entropy": lambda v: v + np.linspace(-1.5, 1.5, 7),
-          "glcm_Contrast": lambda v: v * 2.0 ** np.linspace(-2.0, 2.0, 7)}
+#: slider sweeps around the preset's value (±150 HU, ±1.5 bits, ×¼…×4), for a card without a training range; with
+#: one, each slider is swept across it, as far as the panel's slider goes
+SWEEP_POINTS = 7
+SWEEPS = {"firstorder_Mean": lambda v: v + np.linspace(-150.0, 150.0, SWEEP_POINTS),
+          "firstorder_Entropy": lambda v: v + np.linspace(-1.5, 1.5, SWEEP_POINTS),
+          "glcm_Contrast": lambda v: v * 2.0 ** np.linspace(-2.0, 2.0, SWEEP_POINTS)}
 
 Log = Callable[[str], None]
 #: the slider sweep also measures each lesion this far inside its edge
@@ -144,16 +146,19 @@ def interior(mask: np.ndarray, spacing_kji, depth_mm: float = INTERIOR_MM) -> np
 
 def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 0, preset: str = PRESETS[0],
                   out: Optional[Path] = None) -> dict:
-    """Each texture slider swept from ``preset`` as the panel sends it (all three sliders set, the swept one moved,
-    the other 90 features filled by the engine), in one held-out region per case with the same noise seed
-    throughout → Spearman and slope of the achieved value per slider, over the whole mask (the feature as defined)
-    and over its interior (the rim blurred into lung, which dominates small lesions' entropy and contrast, left out)."""
+    """Each texture slider swept across the model's training range (the panel's slider range) from ``preset``, as
+    the panel sends it (all three sliders set, the swept one moved, the other 90 features filled by the engine), in
+    one held-out region per case with the same noise seed throughout → Spearman and slope of the achieved value per
+    slider, over the whole mask (the feature as defined) and over its interior (the rim blurred into lung, which
+    dominates small lesions' entropy and contrast, left out)."""
     base, steps = load_preset(preset), steps or models.default_steps
+    ranges = training_range(models.normalizer, models.gaussian)
     regions = _regions(len(CASES), seed + 100)
     result, panels = {}, []
     for feature in TEXTURE_SLIDER_FEATURES:
         t0 = time.perf_counter()
-        values = [float(v) for v in SWEEPS[feature](base[feature])]
+        values = [float(v) for v in (np.linspace(*ranges[feature], SWEEP_POINTS) if feature in ranges
+                                     else SWEEPS[feature](base[feature]))]
         per_region, pooled = {}, []
         for case, image, mask in regions:
             sliders = {f: float(base[f]) for f in TEXTURE_SLIDER_FEATURES}

@@ -61,11 +61,36 @@ def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian]
             for name, value in (overrides or {}).items() if not ranges[name][0] <= value <= ranges[name][1]}
 
 
-def outside_training_messages(settings: Mapping) -> list[str]:
-    """One line per texture request beyond the training tumours, from a result's ``settings`` (CLI and panel)."""
-    return [f"{name} = {value:g} is outside the tumours this model was trained on ({low:g} to {high:g}); "
-            "the result may not follow it." for name, (value, low, high)
-            in settings.get("texture_outside_training", {}).items()]
+#: a slider "follows" when, over the sweep recorded in the model card (``radsynth evaluate sliders --record``), the
+#: achieved value rises with the request (Spearman) by at least this fraction of the requested change (slope)
+FOLLOWS_SPEARMAN, FOLLOWS_SLOPE = 0.8, 0.2
+#: model card key of the recorded slider sweep
+SLIDER_EVALUATION = "slider_evaluation"
+
+
+def unfollowed(card: Mapping, features) -> dict[str, dict]:
+    """Those of ``features`` whose recorded sweep says the model does not follow them: {name: its response}.
+    Empty when the card records no sweep (nothing measured, nothing claimed)."""
+    response = card.get(SLIDER_EVALUATION, {}).get("texture", {})
+    return {f: response[f] for f in features if f in response
+            and not (response[f]["spearman"] >= FOLLOWS_SPEARMAN and response[f]["slope"] >= FOLLOWS_SLOPE)}
+
+
+def moved(source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> list[str]:
+    """The set features that differ from the source by more than 1 % (the panel sends every slider, moved or not,
+    rounded to its precision)."""
+    return [n for n, v in (overrides or {}).items()
+            if n not in source or abs(v - source[n]) > 0.01 * max(abs(source[n]), 1.0)]
+
+
+def texture_warnings(settings: Mapping) -> list[str]:
+    """One line per texture request the result may not follow, from a result's ``settings`` (CLI and panel)."""
+    lines = [f"{name} = {value:g} is outside the tumours this model was trained on ({low:g} to {high:g}); "
+             "the result may not follow it." for name, (value, low, high)
+             in settings.get("texture_outside_training", {}).items()]
+    return lines + [f"This model does not follow {name} (recorded slider sweep: Spearman {r['spearman']:.2f}, "
+                    f"{r['slope']:.2f} achieved per requested unit): expect little change from moving it."
+                    for name, r in settings.get("texture_unfollowed", {}).items()]
 
 
 def complete_texture(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian],

@@ -27,7 +27,7 @@ from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
 from ..worker.protocol import DEFAULT_GUIDANCE
 from .loading import TumorModels, load_models
-from .texture_fill import complete_texture, outside_training
+from .texture_fill import complete_texture, moved, outside_training, unfollowed
 
 #: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too); synthesis fills the
 #: mask exactly, as in training (a dilated hole grew a halo around synthetic tumours). Blending fades over FEATHER.
@@ -117,8 +117,9 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
         eta = float(sampling.get("eta", 0.0) if eta is None else eta)
         if not 2 <= steps <= models.bridge.num_steps:
             raise RadSynthError(f"Sampling steps must be between 2 and {models.bridge.num_steps}; got {steps}.")
-        fill_method = None
+        fill_method, changed = None, []
         if condition_features is not None:
+            changed = moved(condition_features, overrides)
             condition_features, fill_method = complete_texture(models.normalizer, models.gaussian, condition_features,
                                                         overrides)
     with timer("crop"):
@@ -141,7 +142,8 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
                 "torch": torch.__version__, "python": platform.python_version()}
     if condition_features is not None:
         settings.update(texture_overrides=dict(overrides or {}), texture_fill=fill_method,
-                        texture_outside_training=outside_training(models.normalizer, models.gaussian, overrides))
+                        texture_outside_training=outside_training(models.normalizer, models.gaussian, overrides),
+                        texture_unfollowed=unfollowed(models.texture_card, changed))
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
     mask_vol = image.with_array(on_grid.astype(np.uint8))
     mask_vol.metadata = {}
