@@ -112,7 +112,7 @@ def test_fidelity_section_summary_and_plots(tmp_path):
     assert section["per_feature_summary"]["n_features"] == F - 1
     assert section["per_feature_summary"]["median_spearman"] > 0.7 > section["shuffled"]["median_spearman"]
     lines = fd.summary_lines(section)
-    assert len(lines) == 7 and "shuffled" in lines[0]
+    assert len(lines) == 8 and "shuffled" in lines[0]
     bar = fd.bar_plot(tmp_path / "bar.png", section, "test")
     scatter = fd.scatter_plot(tmp_path / "scatter.png", [(n, req[:, i], ach[:, i]) for i, n in enumerate(names[:4])],
                               "test")
@@ -131,3 +131,17 @@ def test_interior_drops_the_rim_in_millimetres():
     sphere = (k * k + j * j + i * i) * 1.5 ** 2 <= 10.0 ** 2     # 10 mm radius at 1.5 mm
     radius = np.sqrt((np.argwhere(interior(sphere, (1.5,) * 3, depth_mm=3.0)) - 10) ** 2 @ np.ones(3)).max() * 1.5
     assert 6.0 <= radius <= 7.5, "about 10 - 3 mm, give or take the voxel grid"
+
+
+def test_absolute_error_sees_an_offset_that_correlations_miss():
+    rng = np.random.default_rng(5)
+    req = _population(rng)
+    normalize = fd.zscore_by(req)
+    assert fd.abs_error(req, req.copy(), normalize) == pytest.approx(0.0)
+    shifted = req + 0.5 * req.std(axis=0)                     # every feature half an SD too high
+    assert fd.per_sample_correlation(req, shifted)["normalized"]["pearson"]["mean"] == pytest.approx(1.0)
+    assert fd.abs_error(req, shifted, normalize) == pytest.approx(0.5, rel=1e-6)
+    section = fd.fidelity(req, shifted, [f"f{i}" for i in range(F)], rng, n_perm=5)
+    # a model that ignores its request lands about one population spread away: the baseline says so
+    assert section["abs_error"] == pytest.approx(0.5, rel=1e-6) and section["shuffled"]["abs_error"] > 0.8
+    assert any("achieved − requested" in line for line in fd.summary_lines(section))

@@ -107,6 +107,16 @@ def per_sample_correlation(requested: np.ndarray, achieved: np.ndarray,
             "normalized": _per_sample(normalize(requested), normalize(achieved))}
 
 
+def abs_error(requested: np.ndarray, achieved: np.ndarray, normalize: Normalize) -> float:
+    """Mean over samples of the median absolute difference between normalized achieved and requested features:
+    how far results land from their requests (0 = exactly), which no correlation says (a model can be perfectly
+    correlated with its requests and 200 HU off)."""
+    diff = np.abs(normalize(np.atleast_2d(achieved)) - normalize(np.atleast_2d(requested)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN rows: features undefined for that sample
+        return float(np.nanmean(np.nanmedian(diff, axis=1)))
+
+
 def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     """A random permutation with no fixed point: a fixed point would hand a sample its own request back."""
     order = rng.permutation(n)
@@ -125,9 +135,10 @@ def shuffled_baseline(requested: np.ndarray, achieved: np.ndarray, rng: np.rando
         raise ValueError("a shuffled baseline needs at least two samples")
     normalize = normalize or zscore_by(requested)   # fixed before shuffling: the scale is not what is permuted
     names = list(names) if names is not None else [f"f{i}" for i in range(requested.shape[1])]
-    sp_runs, pe_runs, sample_runs = [], [], []
+    sp_runs, pe_runs, sample_runs, err_runs = [], [], [], []
     for _ in range(n_perm):
         shuffled = requested[_derangement(len(requested), rng)]
+        err_runs.append(abs_error(shuffled, achieved, normalize))
         table = per_feature_correlation(shuffled, achieved, names)
         sp_runs.append([table[n]["spearman"] for n in names])
         pe_runs.append([table[n]["pearson"] for n in names])
@@ -144,6 +155,7 @@ def shuffled_baseline(requested: np.ndarray, achieved: np.ndarray, rng: np.rando
                "median_spearman": float(np.nanmean(run_medians)),
                "median_spearman_sd": float(np.nanstd(run_medians)),
                "median_pearson": float(np.nanmean(np.nanmedian(pe[:, keep], axis=1))),
+               "abs_error": float(np.mean(err_runs)),
                "per_sample": {p: {k: float(np.nanmean([r[p][k]["mean"] for r in sample_runs]))
                                   for k in ("pearson", "spearman")} for p in ("raw", "normalized")}}
     return out
@@ -162,6 +174,7 @@ def fidelity(requested: np.ndarray, achieved: np.ndarray, names: Sequence[str], 
     return {"n_samples": int(len(requested)), "n_features": len(names),
             "per_feature": table, "per_feature_summary": summarize_features(table, exclude),
             "per_sample": per_sample_correlation(requested, achieved, normalize),
+            "abs_error": abs_error(requested, achieved, normalize or zscore_by(requested)),
             "shuffled": shuffled_baseline(requested, achieved, rng, normalize, names, n_perm, exclude)}
 
 
@@ -173,6 +186,7 @@ def summary_lines(section: Mapping) -> list[str]:
     for p in ("raw", "normalized"):
         for k in ("pearson", "spearman"):
             rows.append((f"per-sample {k} ({p}), mean", s[p][k]["mean"], sh["per_sample"][p][k]))
+    rows.append(("median |achieved − requested| (z)", section["abs_error"], sh["abs_error"]))
     lines = [f"  {'statistic':<38}{'model':>8}{'shuffled':>10}"]
     lines += [f"  {name:<38}{v:>8.3f}{b:>10.3f}" for name, v, b in rows]
     return lines

@@ -29,9 +29,11 @@ from ..worker.protocol import DEFAULT_GUIDANCE
 from .loading import TumorModels, load_models
 from .texture_fill import complete_texture, moved, outside_training, unfollowed
 
-#: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too); synthesis fills the
-#: mask exactly, as in training (a dilated hole grew a halo around synthetic tumours). Blending fades over FEATHER.
-MARGIN_MM = {"remove": 3.0, "synthesize": 0.0}
+#: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too). Synthesis generates
+#: over the mask dilated by one model voxel: the codec's soft lesion edge then straddles the mask's boundary, as a
+#: real tumour's partial-volume edge straddles its segmentation. Filling the mask exactly put that edge inside it:
+#: the whole-mask mean came out ~150 HU too low and the core too bright (BENCHMARKS.md). Blending fades over FEATHER.
+MARGIN_MM = {"remove": 3.0, "synthesize": 1.5}
 FEATHER_MM = 3.0
 #: room kept around any mask inside the model's box, whatever the operation
 REACH_MM = max(MARGIN_MM.values()) + FEATHER_MM
