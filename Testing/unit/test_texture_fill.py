@@ -102,6 +102,8 @@ def test_only_moved_sliders_that_the_model_does_not_follow_are_named():
     assert list(unfollowed(card, changed)) == ["p90"]            # monotone but a twentieth of the request
     assert list(unfollowed(card, ["mean", "contrast"])) == ["contrast"]
     assert unfollowed({}, ["contrast"]) == {}                    # nothing recorded, nothing claimed
+    assert unfollowed({SLIDER_EVALUATION: {"texture": {"contrast": {"slope": "?"}}}}, ["contrast"]) == {}
+    assert unfollowed({SLIDER_EVALUATION: [1, 2]}, ["contrast"]) == {}   # a hand-edited card does not stop a run
     lines = texture_warnings({"texture_outside_training": {"mean": [1000.0, -150.0, 150.0]},
                               "texture_unfollowed": unfollowed(card, ["contrast"])})
     assert len(lines) == 2 and "outside the tumours" in lines[0]

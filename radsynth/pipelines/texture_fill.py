@@ -71,9 +71,11 @@ SLIDER_EVALUATION = "slider_evaluation"
 def unfollowed(card: Mapping, features) -> dict[str, dict]:
     """Those of ``features`` whose recorded sweep says the model does not follow them: {name: its response}.
     Empty when the card records no sweep (nothing measured, nothing claimed)."""
-    response = card.get(SLIDER_EVALUATION, {}).get("texture", {})
-    return {f: response[f] for f in features if f in response
-            and not (response[f]["spearman"] >= FOLLOWS_SPEARMAN and response[f]["slope"] >= FOLLOWS_SLOPE)}
+    response = card.get(SLIDER_EVALUATION, {})
+    response = response.get("texture", {}) if isinstance(response, Mapping) else {}
+    judged = {f: response[f] for f in features if isinstance(response.get(f), Mapping)
+              and all(isinstance(response[f].get(k), (int, float)) for k in ("spearman", "slope"))}
+    return {f: r for f, r in judged.items() if not (r["spearman"] >= FOLLOWS_SPEARMAN and r["slope"] >= FOLLOWS_SLOPE)}
 
 
 def moved(source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> list[str]:
