@@ -81,7 +81,10 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: P
 
 def record_in_card(folder: Path | str, key: str, value: Any) -> dict[str, Any]:
     """Store ``value`` under ``key`` in a model's card (e.g. its measured evaluation), leaving the weights alone."""
-    card = dict(read_card(folder), **{key: value})
+    return _write_card(folder, dict(read_card(folder), **{key: value}))
+
+
+def _write_card(folder: Path | str, card: dict[str, Any]) -> dict[str, Any]:
     (Path(folder) / CARD).write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -98,6 +101,4 @@ def save_model(folder: Path | str, module: torch.nn.Module, card: dict[str, Any]
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(folder / WEIGHTS))
-    card = dict(card, sha256=sha256_file(folder / WEIGHTS))
-    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return _write_card(folder, dict(card, sha256=sha256_file(folder / WEIGHTS)))

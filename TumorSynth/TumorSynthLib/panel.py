@@ -116,12 +116,13 @@ class OperationsPanel:
             slider.value = float(p.GetParameter(f"Shape:{feature}") or self.specs[feature].start)
         texture = {f: float(p.GetParameter(f"Texture:{f}")) for f in self.textureSliders
                    if p.GetParameter(f"Texture:{f}")}
+        model_dir = p.GetParameter("ModelDir") or None
         # limits first: the model's training range, holding the stored values so that none is clipped
-        for feature, (low, high) in sliders.texture_limits(p.GetParameter("ModelDir") or None, texture).items():
+        for feature, (low, high) in sliders.texture_limits(model_dir, texture).items():
             self.textureSliders[feature].minimum, self.textureSliders[feature].maximum = low, high
         for feature, value in texture.items():
             self.textureSliders[feature].value = value
-        note = sliders.unfollowed_note(p.GetParameter("ModelDir") or None)
+        note = sliders.unfollowed_note(model_dir)
         self.ui.textureResponseLabel.text = note
         self.ui.textureResponseLabel.visible = bool(note)
         ui.previewCheckBox.checked = p.GetParameter("Preview") != "0"

@@ -76,9 +76,10 @@ def _requests(names: Sequence[str], n: int, rng: np.random.Generator) -> tuple[n
 
 def _synth(models: TumorModels, image: Volume, mask: np.ndarray, target: dict, steps: Optional[int], seed: int,
            overrides: Optional[dict] = None):
+    """(achieved features in the model's order, the result)."""
     res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=target, overrides=overrides,
                      steps=steps, seed=seed)
-    return np.array([a for _, _, a in res.features], dtype=np.float64), res.timings
+    return np.array([a for _, _, a in res.features], dtype=np.float64), res
 
 
 def evaluate_texture(models: TumorModels, n: int = 12, steps: Optional[int] = None, seed: int = 0,
@@ -159,15 +160,15 @@ def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 
         t0 = time.perf_counter()
         values = [float(v) for v in (np.linspace(*ranges[feature], SWEEP_POINTS) if feature in ranges
                                      else SWEEPS[feature](base[feature]))]
+        j = list(models.normalizer.names).index(feature)
         per_region, pooled = {}, []
         for case, image, mask in regions:
             sliders = {f: float(base[f]) for f in TEXTURE_SLIDER_FEATURES}
             core = interior(mask, np.asarray(image.spacing)[::-1])
             got, inner = [], []
             for v in values:
-                res = synthesize(image, image.with_array(mask.astype(np.uint8)), models, target=base,
-                                 overrides=dict(sliders, **{feature: v}), steps=steps, seed=seed)
-                got.append(dict((n, a) for n, _, a in res.features)[feature])
+                achieved, res = _synth(models, image, mask, base, steps, seed, dict(sliders, **{feature: v}))
+                got.append(float(achieved[j]))
                 inner.append(texture_features(res.volume, core)[feature])
             # ρ alone can be 1 for a response of a hundredth of a unit; the slope says whether the slider does anything
             per_region[case] = {"achieved": got, "spearman": fd.slider_monotonicity(values, got),
