@@ -43,6 +43,10 @@ class Volume:
     def with_array(self, array: np.ndarray) -> "Volume":
         return Volume(array, self.origin, self.spacing, self.direction, dict(self.metadata))
 
+    def label_like(self, array: np.ndarray) -> "Volume":
+        """A uint8 label volume on this grid, without this volume's metadata (a mask is not synthetic CT)."""
+        return Volume(np.asarray(array).astype(np.uint8), self.origin, self.spacing, self.direction, {})
+
     def index_to_physical(self, kji: np.ndarray) -> np.ndarray:
         """(N, 3) voxel indices in (k, j, i) order → (N, 3) LPS points."""
         ijk = np.asarray(kji, dtype=float)[..., ::-1]
