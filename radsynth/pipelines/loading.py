@@ -1,4 +1,8 @@
-"""Load the texture generator's model pair (VQ-GAN + BBDM) from their folders and check they belong together."""
+"""Builders for the texture generator's model pair (VQ-GAN + BBDM) and ``load_models``, which loads both.
+
+The builders are registered in ``radsynth.models`` under the card kinds "vqgan" and "bbdm-texture"; the registry
+does the checks every model shares (card, kind, checksum, required fields) and turns card errors into ModelError.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from typing import Optional
 
 import torch
 
+from .. import models
 from ..conditioning import Gaussian, gaussian_from_card
-from ..device import pick_device
 from ..errors import ModelError
-from ..models import bundled, load_into, load_model
+from ..models import bundled, load_into
 from ..nets.texture_unet import TextureUNet
 from ..nets.vqgan import LatentCodec, build_vqvae
 from ..processes.bridge import BrownianBridge
@@ -22,15 +26,23 @@ DEMO_VQGAN = "demo-tumor-vqgan"
 DEMO_TEXTURE = "demo-tumor-bbdm"
 
 
-def load_codec(folder: Path | str, device: torch.device) -> tuple[LatentCodec, dict]:
-    card, state = load_model(folder, "vqgan")
-    try:
-        vqvae = build_vqvae(card["architecture"])
-        latent = card["latent"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"The VQ-GAN card in {folder} has an unusable architecture ({exc!r}).") from exc
+@dataclasses.dataclass
+class Codec:
+    """A loaded VQ-GAN: the latent codec and its card (the "vqgan" builder's result)."""
+    codec: LatentCodec
+    card: dict
+
+
+def build_codec(folder: Path, card: dict, state: dict, device: torch.device) -> Codec:
+    vqvae = build_vqvae(card["architecture"])
     load_into(vqvae, state, folder)
-    return LatentCodec(vqvae, latent["mean"], latent["std"]).to(device).eval(), card
+    latent = card["latent"]
+    return Codec(LatentCodec(vqvae, latent["mean"], latent["std"]).to(device).eval(), card)
+
+
+def load_codec(folder: Path | str, device: torch.device) -> tuple[LatentCodec, dict]:
+    loaded = models.load("vqgan", folder, device)
+    return loaded.codec, loaded.card
 
 
 @dataclasses.dataclass
@@ -65,30 +77,43 @@ def texture_folder(texture_dir: Path | str | None = None) -> Path:
     return Path(texture_dir) if texture_dir else bundled(DEMO_TEXTURE)
 
 
+def vqgan_folder(texture_dir: Path, card: dict) -> Path:
+    """The VQ-GAN a texture card names: the sibling folder of that name, else an installed VQ-GAN with its sha256."""
+    named = card["vqgan"]
+    sibling = texture_dir.parent / named.get("name", DEMO_VQGAN)
+    if sibling.is_dir():
+        return sibling
+    for model in models.installed("vqgan"):
+        if model.card["sha256"] == named.get("sha256"):
+            return model.folder
+    raise ModelError(f"The texture model in {texture_dir} needs the VQ-GAN {named.get('name')} "
+                     f"{named.get('version', '')}, which is not installed; add it with 'radsynth models add'.")
+
+
+def build_tumor_models(folder: Path, card: dict, state: dict, device: torch.device,
+                       vqgan_dir: Path | str | None = None) -> TumorModels:
+    """The "bbdm-texture" builder: the texture UNet plus the VQ-GAN it was trained with (checked by sha256)."""
+    vqgan_dir = Path(vqgan_dir) if vqgan_dir is not None else vqgan_folder(folder, card)
+    vq = models.load("vqgan", vqgan_dir, device)
+    if card["vqgan"].get("sha256") != vq.card["sha256"]:
+        raise ModelError(f"The texture model in {folder} was trained with a different VQ-GAN than the one in "
+                         f"{vqgan_dir}; use the VQ-GAN it names ({card['vqgan'].get('name')}).")
+    normalizer = FeatureNormalizer.from_dict(card["features"])
+    normalizer.require_current_params()
+    texture = TextureUNet(card["latent_channels"], len(normalizer.names), card["architecture"])
+    bridge = BrownianBridge(**card["bridge"])
+    region = vq.card["region"]
+    spec = RegionSpec(tuple(region["size"]), tuple(region["spacing"]), tuple(region["window"]))
+    load_into(texture, state, folder)
+    gaussian = gaussian_from_card(card, len(normalizer.names)) if "gaussian" in card else None
+    return TumorModels(vq.codec, texture.to(device).eval(), bridge, normalizer, spec, vq.card, card, device, gaussian)
+
+
 def load_models(texture_dir: Path | str | None = None, vqgan_dir: Path | str | None = None,
                 device: str | torch.device | None = "auto") -> TumorModels:
     """Load a BBDM texture model and its VQ-GAN (default: the bundled demo models).
 
-    ``vqgan_dir`` defaults to the folder named by the texture card, next to the texture model.
+    ``vqgan_dir`` defaults to the folder named by the texture card, next to the texture model (else an installed
+    VQ-GAN with the sha256 the card names).
     """
-    device = device if isinstance(device, torch.device) else pick_device(device)
-    texture_dir = texture_folder(texture_dir)
-    card, state = load_model(texture_dir, "bbdm-texture")
-    if vqgan_dir is None:
-        vqgan_dir = texture_dir.parent / card.get("vqgan", {}).get("name", DEMO_VQGAN)
-    codec, vq_card = load_codec(vqgan_dir, device)
-    if card.get("vqgan", {}).get("sha256") != vq_card["sha256"]:
-        raise ModelError(f"The texture model in {texture_dir} was trained with a different VQ-GAN than the one in "
-                         f"{vqgan_dir}; use the VQ-GAN it names ({card.get('vqgan', {}).get('name')}).")
-    try:
-        normalizer = FeatureNormalizer.from_dict(card["features"])
-        normalizer.require_current_params()
-        texture = TextureUNet(card["latent_channels"], len(normalizer.names), card["architecture"])
-        bridge = BrownianBridge(**card["bridge"])
-        region = vq_card["region"]
-        spec = RegionSpec(tuple(region["size"]), tuple(region["spacing"]), tuple(region["window"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"The model card in {texture_dir} is incomplete or inconsistent ({exc!r}).") from exc
-    load_into(texture, state, texture_dir)
-    gaussian = gaussian_from_card(card, len(normalizer.names)) if "gaussian" in card else None
-    return TumorModels(codec, texture.to(device).eval(), bridge, normalizer, spec, vq_card, card, device, gaussian)
+    return models.load("bbdm-texture", texture_folder(texture_dir), device, vqgan_dir=vqgan_dir)

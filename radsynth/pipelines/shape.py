@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .. import models
 from ..conditioning import conditional_fill, gaussian_from_card
-from ..device import pick_device
 from ..errors import ModelError, RadSynthError
-from ..models import bundled, load_into, load_model
+from ..models import bundled, load_into
 from ..nets.shape_gan import ShapeGenerator
 from ..radiomics import FeatureNormalizer
 from ..shape_features import fast_shape_features
@@ -87,23 +87,22 @@ class ShapeModel:
         return bool(self.card.get("demo"))
 
 
-def load_shape_model(folder: Path | str | None = None, device: str | torch.device | None = "auto") -> ShapeModel:
-    """Load a shape GAN folder (default: the bundled demo model); ModelError if missing, corrupt or not a shape GAN."""
-    folder = Path(folder) if folder is not None else bundled(DEMO_SHAPE)
-    device = device if isinstance(device, torch.device) else pick_device(device)
-    card, state = load_model(folder, KIND)
-    try:
-        normalizer = FeatureNormalizer.from_dict(card["features"])
-        grid = int(card["grid"])
-        generator = ShapeGenerator(len(normalizer.names), card["architecture"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"The shape model card in {folder} is incomplete or inconsistent ({exc!r}).") from exc
+def build_shape_model(folder: Path, card: dict, state: dict, device: torch.device) -> ShapeModel:
+    """The "shape-gan" builder (registered in radsynth.models); the registry has checked card and weights."""
+    normalizer = FeatureNormalizer.from_dict(card["features"])
+    grid = int(card["grid"])
+    generator = ShapeGenerator(len(normalizer.names), card["architecture"])
     if normalizer.params_version != FRAME_VERSION or tuple(normalizer.names) != COND_FEATURES:
         raise ModelError(f"The shape model in {folder} uses feature definitions {normalizer.params_version!r}; "
                          f"this radsynth needs {FRAME_VERSION!r}. Use a matching model or radsynth version.")
     gaussian = gaussian_from_card(card, len(COND_FEATURES))
     load_into(generator, state, folder)
     return ShapeModel(generator.to(device).eval(), normalizer, gaussian.mean, gaussian.cov, grid, card, device)
+
+
+def load_shape_model(folder: Path | str | None = None, device: str | torch.device | None = "auto") -> ShapeModel:
+    """Load a shape GAN folder (default: the bundled demo model); ModelError if missing, corrupt or not a shape GAN."""
+    return models.load(KIND, Path(folder) if folder is not None else bundled(DEMO_SHAPE), device)
 
 
 def _check_number(name: str, value) -> float:
