@@ -17,11 +17,16 @@ and where a user with internet can get the ones not shipped; nothing here downlo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import hashlib
 import importlib
 import json
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
@@ -36,6 +41,8 @@ BUNDLED = Path(__file__).parent / "weights"
 CATALOG = Path(__file__).parent / "data" / "model_catalog.json"
 USER_MODELS_ENV = "RADSYNTH_MODELS"
 REQUIRED_FIELDS = ("name", "kind", "version", "architecture", "sha256")
+#: names and versions become folder names in the user model directory
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
 Builder = Callable[[Path, dict, dict, "torch.device"], Any]
 
@@ -214,20 +221,54 @@ def installed(kind: str | None = None) -> list[Installed]:
     """Models on this machine (bundled first, then the user directory); folders with unreadable cards are skipped
     here and reported by ``radsynth models verify``."""
     out = []
-    for source, root in (("bundled", BUNDLED), ("user", user_models_dir())):
-        for folder in _model_folders(root):
-            try:
-                card = read_card(folder)
-            except ModelError:
-                continue
-            if kind is None or card["kind"] == kind:
-                out.append(Installed(folder, card, source))
+    for source, folder in model_folders():
+        try:
+            card = read_card(folder)
+        except ModelError:
+            continue
+        if kind is None or card["kind"] == kind:
+            out.append(Installed(folder, card, source))
     return out
 
 
+def model_folders() -> Iterator[tuple[str, Path]]:
+    """(source, folder) for every folder with a card in the bundled and user model directories, readable or not."""
+    for source, root in (("bundled", BUNDLED), ("user", user_models_dir())):
+        for folder in _model_folders(root):
+            yield source, folder
+
+
 def _model_folders(root: Path) -> Iterator[Path]:
+    # dot-folders are `radsynth models add` staging areas, not models yet
     if root.is_dir():
-        yield from sorted(p for p in root.iterdir() if p.is_dir() and (p / CARD).is_file())
+        yield from sorted(p for p in root.iterdir()
+                          if p.is_dir() and not p.name.startswith(".") and (p / CARD).is_file())
+
+
+def listing() -> list[dict[str, Any]]:
+    """One row per installed model, then one per catalogued model that is not installed (``radsynth models list``)."""
+    rows = []
+    for m in installed():
+        timing = m.card.get("timing") or {}
+        weights = m.folder / WEIGHTS
+        rows.append({
+            "name": m.name, "kind": m.card["kind"], "version": m.version,
+            "licence": m.card.get("licence"), "demo": bool(m.card.get("demo")), "installed": m.source,
+            "size_bytes": weights.stat().st_size if weights.is_file() else None, "sha256": m.card["sha256"],
+            "cpu_s": timing.get("cpu_s"), "gpu_s": timing.get("gpu_s"),
+            "timing_note": timing.get("gpu_reason") if timing else "not measured",
+            "loader": m.card["kind"] in _BUILDERS, "folder": str(m.folder),
+        })
+    names = {r["name"] for r in rows}
+    for entry in catalog():
+        if entry["name"] not in names:
+            rows.append({
+                "name": entry["name"], "kind": entry["kind"], "version": entry.get("version"),
+                "licence": entry.get("licence"), "demo": bool(entry.get("demo")), "installed": None,
+                "size_bytes": None, "sha256": None, "cpu_s": None, "gpu_s": None, "timing_note": "not installed",
+                "loader": entry["kind"] in _BUILDERS, "source": entry.get("source"),
+            })
+    return rows
 
 
 def catalog() -> list[dict[str, Any]]:
@@ -244,18 +285,19 @@ def find(name: str, version: str | None = None) -> Installed:
     hits = [m for m in installed() if m.name == name and (version is None or m.version == str(version))]
     if hits:
         return hits[-1]
-    raise ModelError(_missing_message(name, version))
+    raise ModelError(missing_message(name, version))
 
 
-def _missing_message(name: str, version: str | None = None) -> str:
+def missing_message(name: str, version: str | None = None) -> str:
     wanted = f"{name} {version}" if version else name
     entry = next((e for e in catalog() if e["name"] == name), None)
     if entry is None:
         return (f"The model {wanted} is not installed and is not in radsynth's model catalogue ({CATALOG.name}); "
                 f"add a model folder with 'radsynth models add FOLDER'.")
-    return (f"The model {wanted} ({entry.get('title', entry['kind'])}) is not installed. {entry.get('get', '')} "
-            f"Source: {entry.get('source', 'see the catalogue')} (licence: {entry.get('licence', 'unknown')}). "
-            f"Then run 'radsynth models add FOLDER'. (From radsynth's model catalogue, {CATALOG.name}.)").strip()
+    return (f"The model {wanted} ({entry.get('title', entry['kind'])}) is not installed. Get it from "
+            f"{entry.get('source', 'the catalogue')} (licence: {entry.get('licence', 'unknown')}). "
+            f"{entry.get('get', '')} Then add it with 'radsynth models add FOLDER'. "
+            f"(From radsynth's model catalogue, {CATALOG.name}.)")
 
 
 def default_folder(kind: str) -> Path:
@@ -297,3 +339,57 @@ def load(kind: str, folder: Path | str | None = None, device: Union[str, "torch.
         return builder(folder, card, state, device, **options)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"The {kind} model card in {folder} is incomplete or inconsistent ({exc!r}).") from exc
+
+
+# --------------------------------------------------------------------------------------------------------- adding
+
+def add(source: Path | str, trust: bool = False, device: Union[str, "torch.device", None] = "cpu") -> Installed:
+    """Copy a model folder (one a user trained or downloaded) into the user model directory, after checking it.
+
+    The card must name a kind this radsynth can build; name + version must be new; the weights must match the
+    card's sha256. A card without sha256 is refused unless ``trust`` is given: then the sha256 of the weights as
+    they are now is recorded in the copied card (the user vouches for the file; the source folder is not changed).
+    The copy is built and its weights loaded strictly before it appears under its final name, so a failed add
+    leaves nothing behind.
+    """
+    source = Path(source)
+    card = read_card(source, required=tuple(k for k in REQUIRED_FIELDS if k != "sha256"))
+    name, version = str(card["name"]), str(card["version"])
+    for label, value in (("name", name), ("version", version)):
+        if not _SAFE.match(value):
+            raise ModelError(f"The model card in {source} has an unusable {label} {value!r}: use letters, digits, "
+                             "'.', '_', '+' or '-'.")
+    builder_for(card["kind"])  # a kind this radsynth cannot build cannot be verified, so it is not added
+    for m in installed():
+        if m.name == name and m.version == version:
+            raise ModelError(f"The model {name} {version} is already installed ({m.source}, {m.folder}); "
+                             "give the new one another version in its card.")
+    if not (source / WEIGHTS).is_file():
+        raise ModelError(f"Model folder {source} has no {WEIGHTS}.")
+    if "sha256" not in card and not trust:
+        raise ModelError(f"The model card in {source} has no sha256, so nothing shows that {WEIGHTS} holds the "
+                         "weights the card describes. If you trained or converted these weights yourself, add it "
+                         "with --trust to record their sha256 now.")
+    root = user_models_dir()
+    final = root / f"{name}-{version}"
+    if final.exists():
+        raise ModelError(f"{final} already exists but holds no readable model {name} {version}; move it away.")
+    created_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".adding-{name}-", dir=root))
+    try:
+        shutil.copyfile(source / WEIGHTS, staging / WEIGHTS)
+        if "sha256" not in card:  # --trust: the checksum of the copy, i.e. of the file that will be used
+            card = dict(card, sha256=sha256_file(staging / WEIGHTS), sha256_recorded={
+                "by": "radsynth models add --trust", "date": datetime.date.today().isoformat(),
+                "from": str(source.resolve())})
+        write_card(staging, card)
+        load(card["kind"], staging, device)   # checksum, card fields, architecture, strict weights
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
+    return Installed(final, card, "user")
