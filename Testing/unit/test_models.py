@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from radsynth import models
 from radsynth.errors import ModelError
-from radsynth.models import CARD, WEIGHTS, load_into, load_model, read_card, save_model
+from radsynth.models import CARD, WEIGHTS, bundled, load_into, load_model, read_card, register_builder, save_model
 
 torch.set_num_threads(1)
 
@@ -140,3 +144,159 @@ def test_record_in_card_adds_a_key_and_leaves_the_weights(tmp_path):
     assert (folder / WEIGHTS).read_bytes() == weights
     loaded_card, _ = load_model(folder, "texture")   # the checksum still holds
     assert loaded_card["slider_evaluation"]["texture"]["x"]["spearman"] == 1.0
+
+
+# -- the registry: load(kind, folder, device) over builders registered per card kind ---------------------------
+
+
+
+def _tiny_builder(folder, card, state, device):
+    module = Tiny(card["architecture"]["width"])
+    load_into(module, state, folder)
+    return module.to(device).eval()
+
+
+@pytest.fixture
+def tiny_kind():
+    """A kind registered by the test, as another module would register its own; removed afterwards."""
+    register_builder("texture", _tiny_builder, requires=("region",))
+    yield "texture"
+    models._BUILDERS.pop("texture", None)
+
+
+@pytest.fixture
+def no_user_models(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.USER_MODELS_ENV, str(tmp_path / "user-models"))
+
+
+def test_load_builds_a_registered_kind(tmp_path, tiny_kind):
+    module, folder, _ = _saved(tmp_path)
+    loaded = models.load(tiny_kind, folder, "cpu")
+    assert isinstance(loaded, Tiny) and not loaded.training
+    for k, v in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_unknown_kind_lists_the_known_kinds(tmp_path):
+    _, folder, _ = _saved(tmp_path)
+    with pytest.raises(ModelError, match="known kinds: bbdm-texture, shape-gan, vqgan"):
+        models.load("no-such-kind", folder, "cpu")
+    with pytest.raises(ModelError, match="no-such-kind"):
+        models.builder_for("no-such-kind")
+
+
+def test_register_builder_refuses_a_bad_target():
+    with pytest.raises(ValueError):
+        register_builder("x", "no_colon_here")
+    with pytest.raises(ValueError):
+        register_builder("", _tiny_builder)
+    assert "x" not in models.known_kinds()
+
+
+def test_load_refuses_corrupt_weights(tmp_path, tiny_kind):
+    _, folder, _ = _saved(tmp_path)
+    data = bytearray((folder / WEIGHTS).read_bytes())
+    data[-7] ^= 0x01
+    (folder / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="corrupt"):
+        models.load(tiny_kind, folder, "cpu")
+
+
+def test_load_refuses_the_wrong_kind(tmp_path, tiny_kind):
+    folder = bundled("demo-shape-gan")
+    with pytest.raises(ModelError, match="'shape-gan' model, but a 'texture' model"):
+        models.load(tiny_kind, folder, "cpu")
+
+
+def test_load_refuses_a_card_without_the_fields_its_kind_needs(tmp_path, tiny_kind):
+    _, folder, card = _saved(tmp_path)
+    models.write_card(folder, {k: v for k, v in card.items() if k != "region"})
+    with pytest.raises(ModelError, match="lacks the field 'region'"):
+        models.load(tiny_kind, folder, "cpu")
+    models.write_card(folder, {k: v for k, v in card.items() if k != "sha256"})
+    with pytest.raises(ModelError, match="'sha256'"):
+        models.load(tiny_kind, folder, "cpu")
+
+
+def test_load_refuses_an_architecture_that_does_not_fit_the_weights(tmp_path, tiny_kind):
+    _, folder, card = _saved(tmp_path)
+    models.write_card(folder, dict(card, architecture={"width": 8}))   # the weights have width 4
+    with pytest.raises(ModelError, match="do not match the architecture"):
+        models.load(tiny_kind, folder, "cpu")
+    models.write_card(folder, dict(card, architecture={}))             # the builder cannot read the card
+    with pytest.raises(ModelError, match="incomplete or inconsistent"):
+        models.load(tiny_kind, folder, "cpu")
+
+
+def test_import_is_torch_free_and_builders_load_lazily():
+    code = ("import sys, radsynth.models as m; m.listing(); "
+            "assert 'torch' not in sys.modules, 'torch'; "
+            "assert 'radsynth.pipelines.loading' not in sys.modules; "
+            "m.load('vqgan', None, 'cpu'); assert 'radsynth.pipelines.loading' in sys.modules; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_default_folder_is_the_bundled_model_of_the_kind(no_user_models):
+    from radsynth.pipelines.shape import ShapeModel
+    assert models.default_folder("vqgan") == bundled("demo-tumor-vqgan")
+    assert models.default_folder("bbdm-texture") == bundled("demo-tumor-bbdm")
+    assert isinstance(models.load("shape-gan", None, "cpu"), ShapeModel)
+
+
+def test_a_catalogued_model_that_is_not_installed_is_named_with_its_source(no_user_models):
+    with pytest.raises(ModelError) as caught:
+        models.load("maisi-rflow-ct", None, "cpu")
+    message = str(caught.value)
+    assert "nv-generate-ct-rflow" in message and "huggingface.co/nvidia/NV-Generate-CT" in message
+    assert "not installed" in message and "NVIDIA Open Model License" in message and "model_catalog.json" in message
+    with pytest.raises(ModelError, match="not in radsynth's model catalogue"):
+        models.find("somebody-elses-model")
+
+
+def test_catalogue_and_bundled_cards_agree(no_user_models):
+    entries = models.catalog()
+    assert len({e["name"] for e in entries}) == len(entries)
+    for entry in entries:
+        assert entry["licence"] and entry["source"] and entry["kind"], entry["name"]
+    for entry in (e for e in entries if e["bundled"]):
+        found = models.find(entry["name"])
+        assert found.source == "bundled" and found.card["kind"] == entry["kind"]
+        card = found.card
+        assert card["licence"] == entry["licence"] and bool(card.get("demo")) == entry["demo"]
+        assert card["sha256"] == models.sha256_file(found.folder / WEIGHTS)
+        timing = card["timing"]
+        assert timing["cpu_s"] > 0 and timing["forward"]
+        assert timing["gpu_s"] is not None or timing["gpu_reason"]
+    for kind in models.known_kinds():   # every built-in kind has a default model that is installed
+        assert models.default_folder(kind).is_dir()
+
+
+def test_texture_model_and_its_vqgan_must_belong_together(tmp_path, no_user_models):
+    from radsynth.pipelines.loading import TumorModels, load_models
+    for name in ("demo-tumor-bbdm", "demo-tumor-vqgan"):
+        shutil.copytree(bundled(name), tmp_path / name)
+    texture = tmp_path / "demo-tumor-bbdm"
+    assert isinstance(models.load("bbdm-texture", texture, "cpu"), TumorModels)   # the sibling VQ-GAN
+    with pytest.raises(ModelError, match="'shape-gan' model, but a 'vqgan'"):
+        load_models(texture, bundled("demo-shape-gan"), device="cpu")
+    card = read_card(texture)
+    models.write_card(texture, dict(card, vqgan=dict(card["vqgan"], sha256="0" * 64)))
+    with pytest.raises(ModelError, match="different VQ-GAN"):
+        load_models(texture, device="cpu")
+    shutil.rmtree(tmp_path / "demo-tumor-vqgan")   # no sibling and no installed VQ-GAN with that sha256
+    with pytest.raises(ModelError, match="needs the VQ-GAN demo-tumor-vqgan"):
+        load_models(texture, device="cpu")
+
+
+def test_timing_script_measures_a_forward():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[2] / "scripts" / "measure_model_timing.py"
+    spec = importlib.util.spec_from_file_location("measure_model_timing", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert set(script.PROBES) == set(models.known_kinds())
+    seconds, what = script.measure("shape-gan", bundled("demo-shape-gan"), torch.device("cpu"), repeats=1)
+    assert seconds > 0 and "32^3" in what
