@@ -15,3 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+# The browser tests (Testing/web) drive Debian's Chromium through Playwright; install it (and Xvfb) when missing.
+if [ ! -x /usr/bin/chromium ] || ! command -v Xvfb >/dev/null 2>&1; then
+  scripts/install_browser.sh
+fi
