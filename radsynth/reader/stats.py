@@ -2,7 +2,7 @@
 
 Positive = synthetic throughout: sensitivity is the share of synthetic cases called synthetic, specificity the
 share of real cases called real. The ROC analysis uses one signed rating per read,
-``rating = +confidence`` when the reader answered "synthetic" and ``-confidence`` when "real`` (so -5 … -1, 1 … 5:
+``rating = +confidence`` when the reader answered "synthetic" and ``-confidence`` when "real" (so -5 … -1, 1 … 5:
 a 10-point ordinal scale from "certainly real" to "certainly synthetic"); the AUC is the Mann–Whitney probability
 that a synthetic case gets a higher rating than a real one, ties counting one half.
 """
@@ -164,7 +164,8 @@ def fleiss_table(ratings: Sequence[Sequence], categories: Sequence) -> np.ndarra
 
 def fleiss_kappa(table: np.ndarray) -> Optional[float]:
     """Fleiss' κ from a (cases, categories) table of counts, every case rated by the same number m of readers:
-    P_i = (Σ_j n_ij² − m) / (m (m − 1)), p_j = Σ_i n_ij / (N m), κ = (mean P_i − Σ p_j²) / (1 − Σ p_j²)."""
+    P_i = (Σ_j n_ij² − m) / (m (m − 1)), p_j = Σ_i n_ij / (N m),
+    κ = (mean P_i − Σ p_j²) / (1 − Σ p_j²)."""
     table = np.asarray(table, dtype=float)
     if table.size == 0:
         return None
