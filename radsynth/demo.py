@@ -9,25 +9,21 @@ Writes the results, a montage and a report (targets vs achieved features, timing
 from __future__ import annotations
 
 import dataclasses
-import json
-import platform
-import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 from scipy import ndimage
 
-from . import __version__
 from .errors import InvalidImageError
 from .progress import CancelToken, ProgressFn, StagedProgress
 from .radiomics import PARAMS_VERSION, texture_features
 from .sample_data import sample_path
+from .report import feature_summary, operation_report, software_versions, write_json
 from .volume import PathLike, Volume, read_volume, write_volume
-from .worker import TumorRunner
+from .worker import Runner
 
 OUT_NAMES = {
     "removed": "lung2 - tumor removed - synthetic.nrrd",
@@ -104,48 +100,11 @@ def choose_site(image: Volume, avoid: Volume, diameter_mm: float = SITE_DIAMETER
     k, j, i = np.indices(image.shape, sparse=True)
     r2 = sum(((g - c) * s / a) ** 2 for g, c, s, a in zip((k, j, i), center, spacing, semi[::-1]))
     ellipsoid = (r2 < 1.0).astype(np.uint8)   # strict: no single-voxel tips on the poles of thick slices
-    mask = image.with_array(ellipsoid)
-    mask.metadata = {}
+    mask = image.label_like(ellipsoid)
     return Site(mask=mask, center_kji=center,
                 center_lps=tuple(float(v) for v in image.index_to_physical(np.array([center]))[0]),
                 semi_axes_mm=semi, depth_in_lung_mm=float(score[best]),
                 inside_lung_fraction=float(full_lung[ellipsoid > 0].mean()))
-
-
-# -- reporting ----------------------------------------------------------------------------------------------------
-def software_versions() -> dict[str, str]:
-    versions = {"radsynth": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("torch", "monai", "SimpleITK", "numpy", "scipy", "pyradiomics-bhklab", "safetensors"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
-
-
-def operation_report(op: str, result: Any, inputs: dict[str, Any], outputs: dict[str, Any], steps: Optional[int],
-                     seed: int, mode: str, **extra: Any) -> dict:
-    """Everything needed to reproduce and judge one operation; the pipeline's own report is nested as-is."""
-    return {"operation": op, "inputs": inputs, "outputs": outputs, "steps": steps, "seed": seed, "mode": mode,
-            **extra, "result": result.report()}
-
-
-def feature_summary(features) -> Optional[dict[str, float]]:
-    """Median and worst relative error |achieved − target| / max(|target|, 1e-6) over the conditioning features."""
-    if not features:
-        return None
-    errs = np.array([abs(a - t) / max(abs(t), 1e-6) for _, t, a in features if a is not None and t is not None])
-    if errs.size == 0:
-        return None
-    return {"features": int(errs.size), "median_rel_error": float(np.median(errs)),
-            "max_rel_error": float(errs.max()), "within_20pct": int((errs <= 0.2).sum())}
-
-
-def write_json(data: dict, path: PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 # -- the demo -----------------------------------------------------------------------------------------------------
@@ -171,7 +130,7 @@ def run_demo(out_dir: PathLike = "out/demo", *, steps: Optional[int] = None, see
     staged("lung2 texture")
     target = texture_features(lung2, lung2_label)
     mode = "worker" if worker else "in-process"
-    with TumorRunner(worker=worker, model_dir=model_dir, device=device) as runner:
+    with Runner(worker=worker, model_dir=model_dir, device=device) as runner:
         removed = runner("remove", lung2, lung2_label, steps=steps, seed=seed,
                          progress=staged.sub("lung2: remove tumour"), cancel=cancel)
         staged("lung1: choose site")
@@ -204,12 +163,12 @@ def run_demo(out_dir: PathLike = "out/demo", *, steps: Optional[int] = None, see
             operation_report("remove", removed, {"image": str(paths["lung2_image"]),
                                                  "mask": str(paths["lung2_label"])},
                              {"volume": str(files["removed"]), "mask": str(files["removed_mask"])},
-                             steps, seed, mode, model_cards=runner.cards),
+                             mode),
             operation_report("synthesize", synthesized, {"image": str(paths["lung1_image"]), "mask": "automatic site",
                                                          "texture_from": [str(paths["lung2_image"]),
                                                                           str(paths["lung2_label"])]},
                              {"volume": str(files["synthesized"]), "mask": str(files["synthesized_mask"])},
-                             steps, seed, mode, model_cards=runner.cards, site=site_info,
+                             mode, site=site_info,
                              feature_match=feature_summary(synthesized.features)),
         ],
         "montage": str(files["montage"]),

@@ -23,3 +23,7 @@ class CancelledError(RadSynthError):
 
 class WorkerError(RadSynthError):
     """The background worker failed or stopped unexpectedly."""
+
+
+class InvalidOptionError(RadSynthError):
+    """An option value is of the wrong type or outside its range."""

@@ -61,3 +61,10 @@ class StagedProgress:
 
     def done(self) -> None:
         self._progress(1.0, "done")
+
+
+def span(progress: Optional[ProgressFn], lo: float, hi: float, prefix: str = "") -> Optional[ProgressFn]:
+    """``progress`` for one part of a longer job: fractions mapped onto [lo, hi], stages prefixed (``prefix: …``)."""
+    if progress is None:
+        return None
+    return lambda f, stage: progress(lo + (hi - lo) * f, f"{prefix}: {stage}" if prefix else stage)

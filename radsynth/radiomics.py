@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -265,6 +265,22 @@ def load_features_json(path: Union[str, Path]) -> dict[str, float]:
     if bad:
         raise RadSynthError(f"{path.name}: these features are not finite numbers: {', '.join(map(str, bad))}.")
     return {str(k): float(v) for k, v in data.items()}
+
+
+def texture_source(*, preset: Optional[str] = None, features_file: Union[str, Path, None] = None,
+                   image: Optional[Volume] = None, mask: Optional[MaskLike] = None) -> dict[str, float]:
+    """Target texture features from exactly one source: a named preset, a feature file, or a tumour (image + mask,
+    measured here). The CLI, the panel logic and the sliders all choose the texture source through this."""
+    chosen = [n for n, v in (("a preset", preset), ("a feature file", features_file),
+                             ("a tumour", image if mask is not None else None)) if v is not None]
+    if len(chosen) != 1:
+        raise RadSynthError("Choose exactly one texture source: a preset, a feature file, or a tumour "
+                            f"(got {', '.join(chosen) or 'none'}).")
+    if preset is not None:
+        return load_preset(preset)
+    if features_file is not None:
+        return load_features_json(features_file)
+    return texture_features(image, mask)
 
 
 def write_presets(path: Path = PRESETS_PATH) -> dict:

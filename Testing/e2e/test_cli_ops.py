@@ -61,7 +61,7 @@ def test_move_by_a_ras_shift(tmp_path, site, mode):
                  "--report", str(report), mode)
     assert r.exit_code == 0, r.output
     doc = json.loads(report.read_text())
-    assert doc["mode"] == mode.strip("-") and doc["result"]["operation"] == "move" and doc["model_cards"]
+    assert doc["mode"] == mode.strip("-") and doc["result"]["operation"] == "move" and doc["result"]["model_cards"]
     old = read_volume(mask_path).array > 0
     new = read_volume(out_mask).array > 0
     # -10 mm anterior (RAS) = +10 mm posterior (LPS y) = +10/spacing along j
@@ -85,7 +85,7 @@ def test_retexture_with_only_a_slider_keeps_the_tumours_own_texture(tmp_path, si
     r = radsynth("tumor", "retexture", "--image", str(sample_path("lung1")), "--mask", str(mask_path),
                  "--set", "firstorder_Mean=40", "--out", str(out), "--report", str(report), "--steps", FAST)
     assert r.exit_code == 0, r.output
-    rows = {f["name"]: f["target"] for f in json.loads(report.read_text())["result"]["features"]}
+    rows = {f["name"]: f["target"] for f in json.loads(report.read_text())["result"]["tables"]["features"]}
     assert rows["firstorder_Mean"] == 40.0
     # the source is the site's own (healthy lung) texture, far below 40 HU: the filled median follows the mean up
     own = texture_features(read_volume(sample_path("lung1")), read_volume(mask_path))

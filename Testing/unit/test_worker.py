@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from radsynth.errors import CancelledError, InvalidImageError, InvalidMaskError, WorkerError
+from radsynth.errors import CancelledError, InvalidImageError, InvalidMaskError, InvalidOptionError, WorkerError
 from radsynth.progress import CancelToken
 from radsynth.sample_data import sample_path
 from radsynth.volume import read_volume
@@ -166,7 +166,7 @@ def test_error_mapping(client, lung2, tmp_path):
     params = _params(tmp_path, lung2)
     with pytest.raises(InvalidImageError, match="not found"):
         client.run("remove", dict(params, image=str(tmp_path / "missing.nrrd")))
-    with pytest.raises(WorkerError, match="Unknown operation"):
+    with pytest.raises(InvalidOptionError, match="Unknown operation 'explode'; known: .*remove"):
         client.run("explode", params)
     with pytest.raises(WorkerError, match="lacks"):
         client.run("synthesize", {})

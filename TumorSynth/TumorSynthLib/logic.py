@@ -19,7 +19,10 @@ from radsynth import mrml
 from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError, WorkerError
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import Volume, check_ct, synthetic_name
-from radsynth.worker.protocol import DEFAULT_GUIDANCE, options_for
+from radsynth.pipelines import registry
+from radsynth.pipelines.tumor_ops import GUIDANCE
+
+DEFAULT_GUIDANCE = GUIDANCE.default
 
 REMOVE, SYNTHESIZE = "remove", "synthesize"
 OPERATIONS = (REMOVE, SYNTHESIZE)
@@ -66,22 +69,23 @@ class Request:
     model_dir: Optional[str] = None
 
     def engine_options(self, target: Optional[dict]) -> dict[str, Any]:
-        """What the engine's ``TumorRunner`` takes for this operation (``target``: the measured texture)."""
-        return options_for(self.operation, self._option_values(target))
+        """What the engine's ``Runner`` takes for this operation (``target``: the measured texture)."""
+        names = registry.get(self.operation).option_names
+        return {k: v for k, v in self._option_values(target).items() if k in names and v is not None}
 
     def _option_values(self, target: Optional[dict]) -> dict[str, Any]:
         return {"target": target, "guidance": self.guidance, "steps": self.steps, "seed": self.seed}
 
 
-#: runner(request, target, progress, cancel) -> TumorResult-like (volume, mask, features, timings, models, report())
+#: runner(request, target, progress, cancel) -> radsynth.result.Result
 Runner = Callable[[Request, Optional[dict], ProgressFn, CancelToken], Any]
 
 
 class EngineRunner:
-    """Runs a request (any operation, the panel's manipulations too) with ``radsynth.worker.TumorRunner``: in
+    """Runs a request (any operation, the panel's manipulations too) with ``radsynth.worker.Runner``: in
     this process, or in the background worker.
 
-    One ``TumorRunner`` per model folder keeps its models loaded between runs (loading takes seconds); choosing
+    One ``Runner`` per model folder keeps its models loaded between runs (loading takes seconds); choosing
     another folder drops the old models first, since a model set can hold hundreds of MB.
     """
 
@@ -92,12 +96,12 @@ class EngineRunner:
         self._lock = threading.Lock()
 
     def _runner_for(self, model_dir: Optional[str]):
-        from radsynth.worker import TumorRunner  # no torch here: the pipeline is imported where it runs
+        from radsynth.worker import Runner  # no torch here: the pipeline is imported where it runs
 
         with self._lock:
             if self._runner is None or model_dir != self._model_dir:
                 self.close()
-                self._runner = TumorRunner(worker=self.worker, model_dir=model_dir, device=self.device,
+                self._runner = Runner(worker=self.worker, model_dir=model_dir, device=self.device,
                                            client=self.client)
                 self._model_dir = model_dir
             return self._runner

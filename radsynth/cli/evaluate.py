@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +10,9 @@ import numpy as np
 import typer
 
 from ..errors import RadSynthError
-from .fidelity import DISCLAIMER
+from ..report import write_json
+from .common import fail
+from ..evaluate.fidelity import DISCLAIMER
 
 evaluate_app = typer.Typer(help="Evaluate shape/texture fidelity and slider monotonicity of the models.",
                            no_args_is_help=True)
@@ -21,21 +22,8 @@ EVAL_STEPS = typer.Option(None, "--steps", min=2, help="Sampler steps (default: 
 SHAPE_MODEL = typer.Option(None, "--shape-model", help="Shape model folder (default: the bundled demo model).")
 
 
-def _strict(value):
-    """NaN (an undefined correlation) → null, so strict JSON parsers accept the report."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def _write(out: Path, name: str, report: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    report = _strict({"disclaimer": DISCLAIMER, **report})
-    (out / name).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    write_json({"disclaimer": DISCLAIMER, **report}, out / name)
     typer.echo(f"wrote {out / name}  ({DISCLAIMER})")
 
 
@@ -46,10 +34,6 @@ def _summary(section: dict, label: str) -> None:
             typer.echo(f"{label} {key:40s} Spearman {value['spearman']:.3f}{slope}")
 
 
-def _fail(exc: RadSynthError) -> typer.Exit:
-    typer.secho(f"Error: {exc}", fg="red", err=True)
-    return typer.Exit(2)
-
 
 @evaluate_app.command("shape")
 def shape_cmd(out: Path = OUT, targets: int = typer.Option(40, "--targets"), seeds: int = typer.Option(2, "--seeds"),
@@ -57,12 +41,12 @@ def shape_cmd(out: Path = OUT, targets: int = typer.Option(40, "--targets"), see
     """Requested vs achieved shape features: per feature across samples, the paper's per-sample protocol, and a
     shuffled-condition baseline; plus the shape slider sweeps."""
     from ..pipelines.shape import load_shape_model
-    from .shape_eval import evaluate_shape
+    from ..evaluate.shape_eval import evaluate_shape
     try:
         report = evaluate_shape(load_shape_model(shape_model), targets, seeds, np.random.default_rng(0), out=out,
                                 log=typer.echo)
     except RadSynthError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _write(out, "shape_report.json", report)
 
 
@@ -72,11 +56,11 @@ def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), s
     """Requested vs achieved texture features inside synthesized tumours on held-out lung regions (both
     protocols + shuffled baseline), and the texture slider sweeps."""
     from ..pipelines.loading import load_models
-    from .texture_eval import evaluate_texture
+    from ..evaluate.texture_eval import evaluate_texture
     try:
         report = evaluate_texture(load_models(models), regions, steps, out=out, log=typer.echo)
     except RadSynthError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _write(out, "texture_report.json", report)
 
 
@@ -89,13 +73,13 @@ def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Opti
     """Slider monotonicity: each shape and texture slider swept; Spearman (and slope) per slider."""
     from ..pipelines.loading import load_models, texture_folder
     from ..pipelines.shape import load_shape_model
-    from .shape_eval import shape_sweeps
-    from .texture_eval import texture_sweep
+    from ..evaluate.shape_eval import shape_sweeps
+    from ..evaluate.texture_eval import texture_sweep
     try:
         report = {"shape": shape_sweeps(load_shape_model(shape_model), out=out),
                   "texture": texture_sweep(load_models(models), steps=steps, out=out)}
     except RadSynthError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _summary(report["shape"], "shape  ")
     _summary(report["texture"], "texture")
     _write(out, "sliders_report.json", report)

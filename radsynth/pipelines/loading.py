@@ -59,8 +59,13 @@ class TumorModels:
     gaussian: Optional[Gaussian] = None
 
     @property
+    def cards(self) -> tuple[dict, dict]:
+        """Both models' cards (the runner reports them)."""
+        return (self.vq_card, self.texture_card)
+
+    @property
     def versions(self) -> dict[str, str]:
-        return {c["name"]: c["version"] for c in (self.vq_card, self.texture_card)}
+        return {c["name"]: c["version"] for c in self.cards}
 
     @property
     def default_steps(self) -> int:

@@ -16,27 +16,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InvalidMaskError, RadSynthError
-from ..progress import CancelToken, ProgressFn
+from ..progress import CancelToken, ProgressFn, span
 from ..radiomics import texture_features
 from ..region import check_mask_fits, mask_center_and_extent
 from ..shape_features import fast_shape_features
 from ..volume import Volume, check_ct, mask_on_grid
 from . import shape as shape_gen
 from .loading import TumorModels, load_models
-from ..result import TumorResult
+from ..result import Result
 from .tumor import DEFAULT_GUIDANCE, REACH_MM, remove, synthesize
-
-
-def _span(progress: Optional[ProgressFn], lo: float, hi: float, prefix: str) -> Optional[ProgressFn]:
-    if progress is None:
-        return None
-    return lambda f, stage: progress(lo + (hi - lo) * f, f"{prefix}: {stage}")
-
-
-def _label(image: Volume, array: np.ndarray) -> Volume:
-    out = image.with_array(array.astype(np.uint8))
-    out.metadata = {}
-    return out
 
 
 def transform_mask(image: Volume, mask: np.ndarray, shift_lps=(0.0, 0.0, 0.0), scale: float = 1.0) -> np.ndarray:
@@ -63,22 +51,22 @@ def transform_mask(image: Volume, mask: np.ndarray, shift_lps=(0.0, 0.0, 0.0), s
     return out.reshape(coverage.shape)
 
 
-def _combine(first: TumorResult, second: TumorResult, operation: str, mask: np.ndarray) -> TumorResult:
+def _combine(first: Result, second: Result, operation: str, mask: np.ndarray) -> Result:
     timings = {f"{first.operation}.{k}": v for k, v in first.timings.items()}
     timings.update({f"{second.operation}.{k}": v for k, v in second.timings.items()})
     settings = {first.operation: first.settings, second.operation: second.settings}
-    return TumorResult(operation, second.volume, _label(second.volume, mask), second.features, timings,
-                       second.models, settings)
+    return Result(operation, second.volume, second.volume.label_like(mask), second.tables, timings,
+                  second.models, settings, first.warnings + second.warnings)
 
 
 def _remove_then_synthesize(operation: str, image: Volume, old: np.ndarray, cleared: np.ndarray, new: np.ndarray,
-                            models: TumorModels, steps, eta, seed, progress, cancel) -> TumorResult:
+                            models: TumorModels, steps, eta, seed, progress, cancel) -> Result:
     """Clear ``cleared`` with healthy tissue, then grow ``new`` with the texture measured on ``old`` beforehand."""
     target = texture_features(image, old)
-    removed = remove(image, _label(image, cleared), models, steps=steps, eta=eta, seed=seed,
-                     progress=_span(progress, 0.0, 0.5, "remove"), cancel=cancel)
-    placed = synthesize(removed.volume, _label(image, new), models, target=target, steps=steps, eta=eta,
-                        seed=seed, progress=_span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
+    removed = remove(image, image.label_like(cleared), models, steps=steps, eta=eta, seed=seed,
+                     progress=span(progress, 0.0, 0.5, "remove"), cancel=cancel)
+    placed = synthesize(removed.volume, image.label_like(new), models, target=target, steps=steps, eta=eta,
+                        seed=seed, progress=span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
     return _combine(removed, placed, operation, new)
 
 
@@ -91,7 +79,7 @@ def _check_target(image: Volume, mask: np.ndarray, models: TumorModels, others: 
 
 def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = (),
          models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
-         seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+         seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
     """Move ``tumor`` by ``shift_lps`` (mm): same shape, same texture features, at the new place."""
     models = models or load_models()
     check_ct(image)
@@ -103,7 +91,7 @@ def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = 
 
 def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, scale: Optional[float] = None,
            models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
-           seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+           seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
     """Scale ``tumor`` about its centre to ``volume_ml`` (or by a linear ``scale``), keeping its texture."""
     models = models or load_models()
     check_ct(image)
@@ -127,7 +115,7 @@ def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *,
               texture_overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE,
               models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
               seed: int = 0, progress: Optional[ProgressFn] = None,
-              cancel: Optional[CancelToken] = None) -> TumorResult:
+              cancel: Optional[CancelToken] = None) -> Result:
     result = synthesize(image, tumor, models, target=target, overrides=texture_overrides, guidance=guidance,
                         steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel)
     result.operation = "retexture"
@@ -140,7 +128,7 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
           models: Optional[TumorModels] = None,
           shape_model: Optional["shape_gen.ShapeModel"] = None, guidance: float = DEFAULT_GUIDANCE,
           steps: Optional[int] = None, eta: Optional[float] = None, seed: int = 0,
-          progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TumorResult:
+          progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
     """A new tumour with texture ``target``.
 
     At ``point_lps`` the shape comes from the shape generator (``shape_features`` incl. ``volume_ml``). With a
@@ -155,7 +143,7 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
     if painted is not None:
         region = mask_on_grid(painted, image).array.astype(bool)
         if shape == "painted":
-            return _as_place(synthesize(image, _label(image, region), models, target=target,
+            return _as_place(synthesize(image, image.label_like(region), models, target=target,
                                         overrides=texture_overrides, guidance=guidance, steps=steps, eta=eta,
                                         seed=seed, progress=progress, cancel=cancel))
         if shape not in ("inside", "around"):
@@ -177,6 +165,6 @@ def place(image: Volume, target: Mapping[str, float], *, point_lps=None, painted
                                 steps=steps, eta=eta, seed=seed, progress=progress, cancel=cancel))
 
 
-def _as_place(result: TumorResult) -> TumorResult:
+def _as_place(result: Result) -> Result:
     result.operation = "place"
     return result

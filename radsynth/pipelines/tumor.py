@@ -21,19 +21,18 @@ from ..errors import RadSynthError
 from ..progress import CancelToken, ProgressFn, StagedProgress
 from ..radiomics import texture_features
 from ..region import Region, blend_weight, check_mask_fits, extract, paste
-from ..result import TumorResult
+from ..result import Result, feature_table
 from ..samplers.bridge import sample_bridge
+from ..samplers.guidance import classifier_free
 from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
-from ..worker.protocol import DEFAULT_GUIDANCE
 from .loading import TumorModels, load_models
-from .texture_fill import complete_texture, moved, outside_training, unfollowed
+from .texture_fill import complete_texture, moved, outside_training, texture_warnings, unfollowed
+from .tumor_ops import GUIDANCE, REMOVE_MARGIN, SYNTH_MARGIN
 
-#: Removal regenerates the mask dilated by MARGIN (the tumour's partial-volume rim must go too). Synthesis generates
-#: over the mask dilated by one model voxel: the codec's soft lesion edge then straddles the mask's boundary, as a
-#: real tumour's partial-volume edge straddles its segmentation. Filling the mask exactly put that edge inside it:
-#: the whole-mask mean came out ~150 HU too low and the core too bright (BENCHMARKS.md). Blending fades over FEATHER.
-MARGIN_MM = {"remove": 3.0, "synthesize": 1.5}
+DEFAULT_GUIDANCE = GUIDANCE.default
+#: generated rim around the mask, per operation (the declarations say why); blending fades over FEATHER
+MARGIN_MM = {"remove": REMOVE_MARGIN.default, "synthesize": SYNTH_MARGIN.default}
 FEATHER_MM = 3.0
 #: room kept around any mask inside the model's box, whatever the operation
 REACH_MM = max(MARGIN_MM.values()) + FEATHER_MM
@@ -84,18 +83,14 @@ def _generate(models: TumorModels, region: Region, features: Optional[Mapping[st
 
     n_feat = len(models.normalizer.names)
     cond = torch.zeros(1, n_feat, device=dev) if condition is None else torch.from_numpy(condition)[None].to(dev)
-    use_guidance = condition is not None and guidance != 1.0
 
-    def denoise(x: torch.Tensor, t: int) -> torch.Tensor:
+    def texture_net(x: torch.Tensor, t: int, null: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
         with autocast(dev):
-            if not use_guidance:
-                null = torch.tensor([condition is None], device=dev)
-                return models.texture(x, y, m, torch.tensor([t], device=dev), cond, null).float()
-            out = models.texture(x.repeat(2, 1, 1, 1, 1), y.repeat(2, 1, 1, 1, 1), m.repeat(2, 1, 1, 1, 1),
-                                 torch.tensor([t, t], device=dev), cond.repeat(2, 1),
-                                 torch.tensor([False, True], device=dev)).float()
-            return out[1:] + guidance * (out[:1] - out[1:])
+            return models.texture(x, y.expand(b, -1, -1, -1, -1), m.expand(b, -1, -1, -1, -1),
+                                  torch.full((b,), t, device=dev), cond.expand(b, -1), null).float()
 
+    denoise = classifier_free(texture_net, guidance, conditional=condition is not None)
     gen = torch.Generator().manual_seed(seed)
     with timer("sample"):
         x0 = sample_bridge(denoise, y, models.bridge, steps, eta=eta, generator=gen,
@@ -109,7 +104,8 @@ def _generate(models: TumorModels, region: Region, features: Optional[Mapping[st
 def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorModels],
          condition_features: Optional[Mapping[str, float]], guidance: float, steps: Optional[int],
          eta: Optional[float], seed: int, progress: Optional[ProgressFn],
-         cancel: Optional[CancelToken], overrides: Optional[Mapping[str, float]] = None) -> TumorResult:
+         cancel: Optional[CancelToken], overrides: Optional[Mapping[str, float]] = None,
+         margin_mm: Optional[float] = None) -> Result:
     staged = StagedProgress(progress, STAGE_WEIGHTS, cancel)
     timer = _Timer(staged)
     with timer("load"):
@@ -127,7 +123,7 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     with timer("crop"):
         on_grid = _validated_mask(image, mask, models)
         region = extract(image, on_grid, models.spec)
-    margin = MARGIN_MM[operation]
+    margin = MARGIN_MM[operation] if margin_mm is None else float(margin_mm)
     generated = _generate(models, region, condition_features, guidance, steps, eta, seed, margin, timer)
     with timer("paste"):
         out = paste(image, region, generated, on_grid, margin_mm=margin, feather_mm=FEATHER_MM)
@@ -135,7 +131,7 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     if condition_features is not None:
         with timer("radiomics"):
             achieved = texture_features(out, on_grid)
-            rows = [(n, float(condition_features[n]), achieved[n]) for n in models.normalizer.names]
+            rows = feature_table([(n, float(condition_features[n]), achieved[n]) for n in models.normalizer.names])
     staged.done()
     synthesis = condition_features is not None
     settings = {"steps": steps, "eta": eta, "seed": seed, "guidance": guidance if synthesis else 0.0,
@@ -147,27 +143,27 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
                         texture_outside_training=outside_training(models.normalizer, models.gaussian, overrides),
                         texture_unfollowed=unfollowed(models.texture_card, changed))
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
-    mask_vol = image.with_array(on_grid.astype(np.uint8))
-    mask_vol.metadata = {}
-    return TumorResult(operation, out, mask_vol, rows, timer.times, models.versions, settings)
+    return Result(operation, out, image.label_like(on_grid), {"features": rows} if rows is not None else {},
+                  timer.times, models.versions, settings, texture_warnings(settings))
 
 
 def remove(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *, steps: Optional[int] = None,
-           eta: Optional[float] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
-           cancel: Optional[CancelToken] = None) -> TumorResult:
-    """Replace the tissue inside ``mask`` (and a thin rim) with generated healthy tissue."""
-    return _run("remove", image, mask, models, None, 0.0, steps, eta, seed, progress, cancel)
+           eta: Optional[float] = None, seed: int = 0, margin_mm: Optional[float] = None,
+           progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
+    """Replace the tissue inside ``mask`` (and a ``margin_mm`` rim) with generated healthy tissue."""
+    return _run("remove", image, mask, models, None, 0.0, steps, eta, seed, progress, cancel, margin_mm=margin_mm)
 
 
 def synthesize(image: Volume, mask: Volume, models: Optional[TumorModels] = None, *, target: Mapping[str, float],
                overrides: Optional[Mapping[str, float]] = None, guidance: float = DEFAULT_GUIDANCE,
                steps: Optional[int] = None, eta: Optional[float] = None, seed: int = 0,
-               progress: Optional[ProgressFn] = None,
-               cancel: Optional[CancelToken] = None) -> TumorResult:
+               margin_mm: Optional[float] = None, progress: Optional[ProgressFn] = None,
+               cancel: Optional[CancelToken] = None) -> Result:
     """Generate tumour tissue inside ``mask`` whose radiomics texture features approach ``target``.
 
     ``overrides`` set single features (the sliders); the others follow them (see ``texture_fill``).
     ``guidance`` (classifier-free) scales what the texture tokens add to the unconditional, healthy-tissue output:
     0 = no tumour, 1 = conditional, > 1 stronger (default: DEFAULT_GUIDANCE).
     """
-    return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel, overrides)
+    return _run("synthesize", image, mask, models, target, guidance, steps, eta, seed, progress, cancel, overrides,
+                margin_mm)

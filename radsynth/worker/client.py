@@ -19,9 +19,9 @@ from typing import Any, Optional
 
 from ..errors import CancelledError, RadSynthError, WorkerError
 from ..progress import CancelToken, ProgressFn
-from ..result import TumorResult
+from ..result import Result
 from ..volume import Volume, read_volume
-from .protocol import VOLUME_OPTIONS, error_from_event, write_scratch
+from .protocol import error_from_event, volume_options, write_scratch
 
 _EOF = object()   # end-of-stream marker on the event queue: the worker's stdout closed
 
@@ -188,19 +188,11 @@ class WorkerClient:
 
 
 # -- convenience: Volumes in, Volumes out ---------------------------------------------------------------------------
-class WorkerResult(TumorResult):
-    """The worker's reply as a TumorResult; ``report()`` returns the report exactly as the worker sent it (it also
-    carries the model cards the worker used)."""
-
-    @classmethod
-    def from_event(cls, op: str, event: dict) -> "WorkerResult":
-        report = dict(event["report"], operation=event["report"].get("operation", op))
-        result = cls.from_report(report, read_volume(event["out"]), read_volume(event["out_mask"]))
-        result._report = report
-        return result
-
-    def report(self) -> dict:
-        return self._report
+def result_from_event(op: str, event: dict) -> Result:
+    """The worker's reply as a Result; its report carries the model cards the worker used."""
+    report = dict(event["report"], operation=event["report"].get("operation", op))
+    mask = read_volume(event["out_mask"]) if event.get("out_mask") else None
+    return Result.from_report(report, read_volume(event["out"]), mask)
 
 
 _shared: Optional[WorkerClient] = None
@@ -218,9 +210,9 @@ def shared_client() -> WorkerClient:
 def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, model_dir: Optional[str] = None,
                   device: Optional[str] = None, progress: Optional[ProgressFn] = None,
                   cancel: Optional[CancelToken] = None, client: Optional[WorkerClient] = None,
-                  **options: Any) -> WorkerResult:
-    """Run one operation in the worker (``options`` as for ``TumorRunner``); the scratch folder is removed
-    whatever happens."""
+                  **options: Any) -> Result:
+    """Run one operation in the worker (``options`` as for ``Runner``); the scratch folder is removed whatever
+    happens."""
     client = client or shared_client()
     tmp = Path(tempfile.mkdtemp(prefix="radsynth-"))
     try:
@@ -228,7 +220,7 @@ def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, mode
                                   "out_mask": str(tmp / "out_mask.nrrd"),
                                   "model_dir": str(model_dir) if model_dir else None, "device": device}
         write_scratch(image, params["image"])
-        volumes = {"mask": mask, **{k: options.pop(k) for k in VOLUME_OPTIONS if k in options}}
+        volumes = {"mask": mask, **{k: options.pop(k) for k in volume_options(op) if k in options}}
         for key, value in volumes.items():
             if isinstance(value, (list, tuple)):
                 params[key] = [str(tmp / f"{key}{i}.nrrd") for i in range(len(value))]
@@ -238,7 +230,7 @@ def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, mode
                 params[key] = str(tmp / f"{key}.nrrd")
                 write_scratch(value, params[key])
         params.update(_plain(options))
-        return WorkerResult.from_event(op, client.run(op, params, progress=progress, cancel=cancel))
+        return result_from_event(op, client.run(op, params, progress=progress, cancel=cancel))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,4 +1,7 @@
-"""What both ends of the worker pipe share: the operations, ETA arithmetic, scratch files, error mapping."""
+"""What both ends of the worker pipe share: which options are files, ETA arithmetic, scratch files, error mapping.
+
+The operations themselves and their options are the registry's (``radsynth.pipelines.registry``).
+"""
 
 from __future__ import annotations
 
@@ -9,43 +12,13 @@ import SimpleITK as sitk
 
 from .. import errors
 from ..errors import RadSynthError, WorkerError
+from ..pipelines import registry
 from ..volume import Volume
 
-#: classifier-free guidance of synthesis. The null branch renders healthy tissue (it is also the removal path); at 1
-#: the demo model's output still leans to it (mean-intensity requests of -150/0/+150 HU on a 20 mm lung site gave
-#: -391/-380/-473 HU), at 3 it follows them (-180/-104/-57 HU). It doubles the network evaluations per step.
-DEFAULT_GUIDANCE = 3.0
 
-#: what each operation takes besides the image and the tumour mask (every one also takes steps, seed, eta)
-OPTIONS = {"remove": (), "synthesize": ("target", "overrides", "guidance"),
-           "retexture": ("target", "overrides", "guidance"),
-           "place": ("target", "overrides", "guidance", "point_lps", "painted", "shape_mode", "shape_features",
-                     "organ"),
-           "move": ("shift_lps", "others"), "resize": ("volume_ml", "scale")}
-COMMON_OPTIONS = ("steps", "seed", "eta")
-#: options that are volumes (``others``: a list of them); they travel as scratch files
-VOLUME_OPTIONS = ("painted", "organ", "others")
-RUN_OPS = tuple(OPTIONS)
-#: operations on an existing tumour; ``place`` makes a new one and takes no mask
-MASK_OPS = ("remove", "synthesize", "retexture", "move", "resize")
-
-
-def check_op(op: str) -> None:
-    if op not in RUN_OPS:
-        raise WorkerError(f"Unknown operation {op!r}; expected one of {', '.join(RUN_OPS)}.")
-
-
-def options_for(op: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The values ``op`` takes, unset (None) ones left out: callers may hold more than one operation needs."""
-    check_op(op)
-    return {k: values[k] for k in OPTIONS[op] + COMMON_OPTIONS if values.get(k) is not None}
-
-
-def check_options(op: str, options: dict[str, Any]) -> None:
-    check_op(op)
-    unknown = sorted(set(options) - set(OPTIONS[op] + COMMON_OPTIONS))
-    if unknown:
-        raise WorkerError(f"The operation {op} does not take {', '.join(unknown)}.")
+def volume_options(op: str) -> tuple[str, ...]:
+    """The options of ``op`` that are volumes; they travel as scratch files, the others as JSON."""
+    return registry.get(op).volume_options
 
 
 def eta_seconds(elapsed: float, fraction: float) -> Optional[float]:

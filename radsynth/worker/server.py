@@ -15,8 +15,9 @@ from typing import Any, Optional
 from ..errors import RadSynthError, WorkerError
 from ..progress import CancelToken
 from ..volume import read_volume
-from .protocol import VOLUME_OPTIONS, check_op, eta_seconds, write_scratch
-from .runner import TumorRunner
+from ..pipelines import registry
+from .protocol import eta_seconds, volume_options, write_scratch
+from .runner import Runner
 
 #: request parameters that say where files are and which models to use, not how to run the operation
 _TRANSPORT = ("image", "mask", "out", "out_mask", "model_dir", "device")
@@ -28,7 +29,7 @@ class _Server:
         self._write_lock = threading.Lock()
         self._tokens: dict[str, CancelToken] = {}
         self._requests: queue.Queue = queue.Queue()
-        self._runner: Optional[TumorRunner] = None           # in-process runner holding the loaded models
+        self._runner: Optional[Runner] = None           # in-process runner holding the loaded models
         self._busy: Optional[str] = None
 
     def emit(self, **event: Any) -> None:
@@ -56,7 +57,7 @@ class _Server:
                 # Answered here, not queued: a ping tells the host the process is alive even while it is busy.
                 self.emit(id=rid, event="result", out=None, out_mask=None,
                           report={"pong": True, "pid": os.getpid(), "busy": self._busy,
-                                  "models_loaded": self._runner is not None and self._runner.load_s is not None})
+                                  "models_loaded": self._runner is not None and self._runner.models_loaded})
             elif op == "shutdown":
                 self._stop_all()
                 self._requests.put((rid, op, {}))
@@ -93,7 +94,7 @@ class _Server:
                 self._tokens.pop(rid, None)
 
     def _run(self, rid: str, op: str, params: dict, token: CancelToken) -> None:
-        check_op(op)
+        registry.get(op)   # an unknown operation is refused before any file is read
         missing = [k for k in ("image", "out") if not params.get(k)]
         if missing:
             raise WorkerError(f"The request lacks the parameter(s) {', '.join(missing)}.")
@@ -113,12 +114,12 @@ class _Server:
         key = (params.get("model_dir"), params.get("device"))
         if self._runner is None or (self._runner.model_dir, self._runner.device) != key:
             self._runner = None   # free the old set before loading another
-            self._runner = TumorRunner(False, *key)
-        cached = self._runner.load_s is not None
+            self._runner = Runner(False, *key)
+        cached = self._runner.models_loaded
         image = read_volume(params["image"])
         mask = read_volume(params["mask"]) if params.get("mask") else None
         options = {k: v for k, v in params.items() if k not in _TRANSPORT}
-        for key in VOLUME_OPTIONS:
+        for key in volume_options(op):
             if isinstance(options.get(key), list):
                 options[key] = [read_volume(p) for p in options[key]]
             elif options.get(key):
@@ -126,12 +127,12 @@ class _Server:
         result = self._runner(op, image, mask, progress=progress, cancel=token, **options)
         token.check()
         write_scratch(result.volume, params["out"])
-        if params.get("out_mask"):
-            write_scratch(result.mask, params["out_mask"])
+        out_mask = params.get("out_mask") if result.mask is not None else None
+        if out_mask:
+            write_scratch(result.mask, out_mask)
         report = result.report()
-        report["model_cards"] = self._runner.cards
         report["worker"] = {"pid": os.getpid(), "models_cached": cached, "model_load_s": self._runner.load_s}
-        self.emit(id=rid, event="result", report=report, out=params["out"], out_mask=params.get("out_mask"))
+        self.emit(id=rid, event="result", report=report, out=params["out"], out_mask=out_mask)
 
 
 def _warm_up() -> None:
