@@ -19,14 +19,15 @@ DEFAULT_PORT = 8765
 
 
 def serve(study: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, size: int = 512,
-          cache_cases: int = 16, open_floor_s: float = 0.3, echo: Callable[[str], None] = typer.echo,
+          cache_cases: int = 16, open_floor_s: Optional[float] = None, echo: Callable[[str], None] = typer.echo,
           ready: Optional[Callable[[object], None]] = None) -> None:
     """Serve ``study`` until Ctrl-C. ``ready(server)`` is called once the port is bound (tests use port 0)."""
     from ..web.server import ReaderHTTPServer
     from ..web.session import ReaderSessions
 
     opened = Study.open(study)
-    sessions = ReaderSessions(opened, size=size, cache_cases=cache_cases, open_floor_s=open_floor_s)
+    floor = {} if open_floor_s is None else {"open_floor_s": open_floor_s}
+    sessions = ReaderSessions(opened, size=size, cache_cases=cache_cases, **floor)
     try:
         httpd = ReaderHTTPServer((host, port), sessions)
     except OSError as exc:

@@ -18,6 +18,8 @@ from .cases import DEFAULT_SIZE, CaseCache, CaseImage, load_case
 
 #: fields of a question a reader's page needs (the rest of study.json stays on the server)
 _QUESTION_FIELDS = ("id", "kind", "choices", "min", "max", "text")
+#: a case opens no faster than this: hides how long its file took to decode when it was not prefetched
+DEFAULT_OPEN_FLOOR_S = 0.3
 
 
 class Refused(StudyError):
@@ -32,11 +34,10 @@ class ReaderSessions:
     """Every reader of one study; safe to call from many request threads at once."""
 
     def __init__(self, study: Study, size: int = DEFAULT_SIZE, cache_cases: int = 16,
-                 open_floor_s: float = 0.3) -> None:
+                 open_floor_s: float = DEFAULT_OPEN_FLOOR_S) -> None:
         self.study = study
         self.store = ResponseStore(study)
         self.size = size
-        # a case opens no faster than this: hides how long its file took to decode when it was not prefetched
         self.open_floor_s = open_floor_s
         self.cache = CaseCache(self._load, capacity=cache_cases)
         self._orders = {r: study.order(r) for r in study.reader_ids}
