@@ -247,6 +247,7 @@
     $("skip-next").hidden = info.editable;
     $("previous").hidden = study.no_going_back || pos === 0;
     startTimer(info.time_left_s);
+    setWindow(study.presets[0].window, study.presets[0].level);   // every case starts in the same display
     const middle = Math.floor(info.slices / 2);
     if (info.time_left_s !== 0) {
       await showSlice(middle);
