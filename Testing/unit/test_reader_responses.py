@@ -139,3 +139,27 @@ def test_concurrent_threads_and_processes_lose_and_mix_nothing(inputs, tmp_path)
             assert got == [1, 2, 3, 4], "each reader's rows keep their own order and values"
             assert store.latest(reader)[case]["label"] == ("real" if (n + 3) % 2 else "synthetic")
         assert store.position(reader) == 6
+
+
+def test_racing_answers_to_a_no_changes_case_keep_exactly_one(inputs, tmp_path):
+    study = make(inputs, tmp_path / "s", allow_changes=False)
+    case = study.order("R1")[0]
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def race(n: int) -> None:
+        store = ResponseStore(study)
+        barrier.wait()
+        try:
+            store.record("R1", case, {**ANSWER, "confidence": 1 + n % 5}, 1.0, 2.0)
+            outcomes.append("kept")
+        except StudyError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["kept"] + ["refused"] * 7
+    assert len(ResponseStore(study).rows()) == 1
