@@ -37,7 +37,7 @@ class Device(str, Enum):
 
 def option_flag(opt: registry.Option, *flags: str, **overrides: Any) -> Any:
     """A typer option whose default, range and help come from a declared option (``overrides`` win)."""
-    kwargs: dict[str, Any] = {"help": opt.describe()}
+    kwargs: dict[str, Any] = {"help": opt.describe(), "show_default": False}   # describe() says the default
     if opt.kind in ("int", "float"):
         kwargs.update(min=opt.min, max=opt.max)
     kwargs.update(overrides)

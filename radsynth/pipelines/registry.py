@@ -27,6 +27,11 @@ BUILTIN = ("radsynth.pipelines.tumor_ops",)
 PLUGINS_ENV = "RADSYNTH_PLUGINS"
 
 
+def _fmt(value: float) -> str:
+    """A number as people write it: 2147483647, not 2.14748e+09; 1.5 stays 1.5."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One typed option. ``default`` None means "unset": the run function (or the model card) decides."""
@@ -44,7 +49,10 @@ class Option:
         if self.kind not in KINDS:
             raise ValueError(f"option {self.name}: unknown kind {self.kind!r}")
         if self.default is not None:
-            self.check(self.default)
+            try:
+                self.check(self.default)
+            except InvalidOptionError as exc:   # a declaration that breaks its own range is a programming error
+                raise ValueError(f"option {self.name}: default {self.default!r} does not fit ({exc})") from exc
 
     @property
     def is_volume(self) -> bool:
@@ -56,13 +64,14 @@ class Option:
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
         if self.min is not None or self.max is not None:
-            lo = "−∞" if self.min is None else f"{self.min:g}"
-            hi = "∞" if self.max is None else f"{self.max:g}"
+            lo = "−∞" if self.min is None else _fmt(self.min)
+            hi = "∞" if self.max is None else _fmt(self.max)
             parts.append(f"range {lo}–{hi}{' ' + self.unit if self.unit else ''}")
         elif self.unit:
             parts.append(f"in {self.unit}")
         if self.default is not None and self.kind in ("int", "float", "str", "choice", "bool"):
-            parts.append(f"default {self.default:g}" if isinstance(self.default, float) else f"default {self.default}")
+            parts.append(f"default {_fmt(self.default)}" if isinstance(self.default, (int, float))
+                         and not isinstance(self.default, bool) else f"default {self.default}")
         return "; ".join(parts) + "."
 
     def check(self, value: Any) -> Any:
@@ -84,10 +93,10 @@ class Option:
                     raise InvalidOptionError(f"The {label} must be a whole number (got {value!r}).")
                 number = int(number)
             if (self.min is not None and number < self.min) or (self.max is not None and number > self.max):
-                lo = "−∞" if self.min is None else f"{self.min:g}"
-                hi = "∞" if self.max is None else f"{self.max:g}"
+                lo = "−∞" if self.min is None else _fmt(self.min)
+                hi = "∞" if self.max is None else _fmt(self.max)
                 unit = f" {self.unit}" if self.unit else ""
-                raise InvalidOptionError(f"The {label} must be between {lo} and {hi}{unit} (got {number:g}).")
+                raise InvalidOptionError(f"The {label} must be between {lo} and {hi}{unit} (got {_fmt(number)}).")
             return number
         if self.kind == "bool":
             return bool(value)
@@ -152,11 +161,13 @@ class Operation:
         return {o.name: o.default for o in self.options if o.default is not None}
 
     def check(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated options (unset ones left out); unknown names are refused."""
+        """Validated options with the declared defaults filled in for unset (None) ones; unknown names are
+        refused. Options without a default stay absent: the run function or the model card decides."""
         unknown = sorted(set(options) - set(self.option_names))
         if unknown:
             raise InvalidOptionError(f"The operation {self.name} does not take {', '.join(unknown)}.")
-        return {k: self.option(k).check(v) for k, v in options.items() if v is not None}
+        given = {k: self.option(k).check(v) for k, v in options.items() if v is not None}
+        return {**self.defaults(), **given}
 
 
 _REGISTRY: dict[str, Operation] = {}
