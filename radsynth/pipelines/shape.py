@@ -21,7 +21,6 @@ features (normalized space), so a slider state stays a plausible, in-distributio
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +30,7 @@ from scipy import ndimage
 
 from .. import models
 from ..conditioning import conditional_fill, gaussian_from_card
+from ..numbers import finite_number
 from ..errors import ModelError, RadSynthError
 from ..models import bundled, load_into
 from ..nets.shape_gan import ShapeGenerator
@@ -105,16 +105,9 @@ def load_shape_model(folder: Path | str | None = None, device: str | torch.devic
     return models.load(KIND, Path(folder) if folder is not None else bundled(DEMO_SHAPE), device)
 
 
-def _check_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(value)):
-        raise RadSynthError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
-
-
 def _canonical(fixed: Mapping[str, float]) -> dict[str, float]:
     """Accept slider values, conditioning features, or raw pyradiomics shape features of a measured tumour."""
-    vals = {k: _check_number(k, v) for k, v in fixed.items()}
+    vals = {k: finite_number(v, k) for k, v in fixed.items()}
     unknown = [k for k in vals if k not in COND_FEATURES and k != VOLUME and k != "shape_MeshVolume"
                and k not in _LENGTHS and k != "shape_SurfaceArea" and k not in _IGNORED]
     if unknown:
@@ -203,7 +196,7 @@ def generate_shape(model: ShapeModel, features: Mapping[str, float], seed: int =
 
 def scale_to_volume(mask32: np.ndarray, volume_ml: float) -> tuple[np.ndarray, float]:
     """(mask, voxel size in mm) such that the mask's mesh volume at that isotropic voxel size equals the request."""
-    volume_ml = _check_number("volume_ml", volume_ml)
+    volume_ml = finite_number(volume_ml, "volume_ml")
     _validate({VOLUME: volume_ml})
     mask = np.asarray(mask32) > 0
     unit = fast_shape_features(mask, (1.0, 1.0, 1.0))["shape_MeshVolume"]

@@ -6,13 +6,13 @@ the source: untouched sliders reproduce the source exactly.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Optional
 
 import numpy as np
 
 from ..conditioning import Gaussian, conditional_fill, gaussian_from_card
 from ..errors import RadSynthError
+from ..numbers import finite_number
 from ..radiomics import FeatureNormalizer
 
 #: the texture features a user sets directly (the panel's sliders; ``--set`` takes any feature)
@@ -27,9 +27,7 @@ def check_overrides(names, overrides: Optional[Mapping[str, float]]) -> dict[str
         if name not in names:
             raise RadSynthError(f"{name!r} is not a texture feature this model is conditioned on "
                                 f"(see `radsynth presets --show` for the names).")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise RadSynthError(f"The value for {name} must be a finite number (got {value!r}).")
-        out[name] = float(value)
+        out[name] = finite_number(value, f"The value for {name}")
     return out
 
 
