@@ -1,0 +1,1 @@
+"""Qt-free logic of the ReaderStudy module."""
