@@ -40,6 +40,7 @@ def serve(study: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, size: 
     for reader_id, link in httpd.reader_links().items():
         echo(f"  {reader_id}: {link}")
     echo("Give each reader only their own link. Press Ctrl-C to stop (answers are saved as they are given).")
+    sessions.warm()
     if ready is not None:
         ready(httpd)
     try:

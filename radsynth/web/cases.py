@@ -125,6 +125,10 @@ class CaseCache:
                 del self._loading[case_id]
             pending.done.set()
 
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
     def prefetch(self, case_id: str) -> None:
         """Load in a background thread; errors surface when the case is actually asked for."""
         with self._lock:

@@ -45,6 +45,17 @@ class ReaderSessions:
         self._opened: dict[tuple[str, int], float] = {}      # (reader, position) -> when this server last showed it
         self._first_shown: dict[tuple[str, int], float] = {}  # ... -> first time ever shown (time limits)
 
+    def warm(self) -> None:
+        """Start loading every reader's resume case in the background (distinct cases, as many as the cache holds),
+        so the first case of each reader opens as fast as the next ones."""
+        wanted: list[str] = []
+        for reader_id, order in self._orders.items():
+            position = self.store.position(reader_id)
+            if position < len(order) and order[position] not in wanted:
+                wanted.append(order[position])
+        for case_id in wanted[:self.cache.capacity]:
+            self.cache.prefetch(case_id)
+
     def _load(self, case_id: str) -> CaseImage:
         return load_case(self.study.case_path(case_id), self.size, self.study.slice_range(case_id))
 

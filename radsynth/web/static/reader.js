@@ -89,6 +89,7 @@
     if (drawnCase !== current.position) {
       drawnCase = current.position;
       document.body.dataset.shown = String(current.position);   // tests and the timing benchmark wait on this
+      document.body.dataset.shownAt = String(performance.now());
     }
   }
 
