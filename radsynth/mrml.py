@@ -1,9 +1,9 @@
 """The bridge between MRML nodes and :class:`~radsynth.volume.Volume`; the only module that imports ``slicer``.
 
 MRML stores geometry as an IJK→RAS matrix, ITK (and ``Volume``) as origin / spacing / direction in LPS. The two
-differ by the sign of the first two physical axes, so every conversion goes through :func:`_LPS_FROM_RAS` here and
-nowhere else. ``slicer`` and ``vtk`` are imported inside the functions so that the engine, the CLI and the worker
-import this module without 3D Slicer installed.
+differ by the sign of the first two physical axes; :mod:`radsynth.geometry` holds that conversion for every module.
+``slicer`` and ``vtk`` are imported inside the functions so that the engine, the CLI and the worker import this
+module without 3D Slicer installed. Provenance (node attributes ⇄ files) is in :mod:`radsynth.provenance`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from . import provenance
 from .errors import InvalidImageError, InvalidMaskError
+from .geometry import grid_from_ijk_to_ras, ijk_to_ras_matrix
 from .volume import Volume
-
-_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
-_ATTRIBUTE_PREFIX = "RadSynth"
 
 
 # -- geometry -----------------------------------------------------------------------------------------------------
@@ -35,24 +34,8 @@ def _np4_to_vtk(array: np.ndarray):
     return m
 
 
-def _geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray, ijk0: Sequence[int] = (0, 0, 0)):
-    """(origin, spacing, direction) in LPS for the voxel grid whose first voxel has index ``ijk0``."""
-    lps = _LPS_FROM_RAS @ ijk_to_ras[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    if np.any(spacing <= 0):
-        raise InvalidImageError("The image has a degenerate geometry (zero voxel spacing).")
-    direction = lps / spacing
-    origin = _LPS_FROM_RAS @ (ijk_to_ras[:3, :3] @ np.asarray(ijk0, dtype=float) + ijk_to_ras[:3, 3])
-    return (tuple(float(v) for v in origin), tuple(float(v) for v in spacing),
-            tuple(float(v) for v in direction.ravel()))
-
-
 def _ijk_to_ras(volume: Volume) -> np.ndarray:
-    d = np.asarray(volume.direction, dtype=float).reshape(3, 3)
-    m = np.eye(4)
-    m[:3, :3] = _LPS_FROM_RAS @ d @ np.diag(np.asarray(volume.spacing, dtype=float))
-    m[:3, 3] = _LPS_FROM_RAS @ np.asarray(volume.origin, dtype=float)
-    return m
+    return ijk_to_ras_matrix(volume)
 
 
 def _node_to_world(node) -> np.ndarray:
@@ -118,10 +101,8 @@ def volume_from_node(node) -> Volume:
 
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    origin, spacing, direction = _geometry_from_ijk_to_ras(_node_to_world(node) @ _vtk_to_np4(m))
-    meta = {name: node.GetAttribute(name) for name in (node.GetAttributeNames() or ())
-            if name.startswith(_ATTRIBUTE_PREFIX)}
-    return Volume(_image_data_to_array(image, dims), origin, spacing, direction, meta)
+    origin, spacing, direction = grid_from_ijk_to_ras(_node_to_world(node) @ _vtk_to_np4(m))
+    return Volume(_image_data_to_array(image, dims), origin, spacing, direction, provenance.node_metadata(node))
 
 
 def _robust_window(array: np.ndarray) -> tuple[float, float]:
@@ -134,7 +115,8 @@ def _set_geometry(node, volume: Volume) -> None:
 
 
 def volume_to_node(volume: Volume, scene, name: str, reference=None):
-    """Add a new scalar volume node with ``volume``'s voxels and geometry; RadSynth metadata become attributes.
+    """Add a new scalar volume node with ``volume``'s voxels and geometry; RadSynth metadata become attributes,
+    and a synthetic volume's node name says so (`` - synthetic`` is appended unless it is there).
 
     The display copies ``reference``'s window/level and colour map so the result looks like its source; without
     a reference the window spans the 1st–99th intensity percentile.
@@ -149,6 +131,7 @@ def volume_to_node(volume: Volume, scene, name: str, reference=None):
     node.SetAndObserveImageData(_array_to_image_data(volume.array))
     for key, value in volume.metadata.items():
         node.SetAttribute(str(key), str(value))
+    provenance.mark_node(node, volume.metadata)
     scene.AddNode(node)
 
     display = vtkMRMLScalarVolumeDisplayNode()
@@ -210,7 +193,7 @@ def segment_to_mask(segmentation_node, segment_id: str, reference_volume_node) -
         # one-voxel-thick extents cannot be resampled by ITK as 3D images: pad by a voxel of background
         values = np.pad(values, 1)
         ext = (ext[0] - 1, ext[1], ext[2] - 1, ext[3], ext[4] - 1, ext[5])
-    origin, spacing, direction = _geometry_from_ijk_to_ras(_vtk_to_np4(m), (ext[0], ext[2], ext[4]))
+    origin, spacing, direction = grid_from_ijk_to_ras(_vtk_to_np4(m), (ext[0], ext[2], ext[4]))
     from .volume import mask_on_grid
 
     try:

@@ -13,12 +13,10 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
+from . import geometry, provenance
 from .errors import InvalidImageError, InvalidMaskError
-
-#: NRRD header key (and node attribute) marking generated content. Written as "RadSynth.Synthetic:=1".
-SYNTHETIC_KEY = "RadSynth.Synthetic"
-SYNTHETIC_SUFFIX = " - synthetic"
-PROVENANCE_KEY = "RadSynth.Provenance"
+# the keys and the name rule live with the rest of provenance; re-exported because every module imports them here
+from .provenance import PROVENANCE_KEY, SYNTHETIC_KEY, SYNTHETIC_SUFFIX, synthetic_name  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -47,11 +45,22 @@ class Volume:
         """A uint8 label volume on this grid, without this volume's metadata (a mask is not synthetic CT)."""
         return Volume(np.asarray(array).astype(np.uint8), self.origin, self.spacing, self.direction, {})
 
+    def label_like(self, array: np.ndarray, dtype=np.uint8) -> "Volume":
+        """A label volume (``dtype``, bool → 0/1) on this grid, without this image's metadata: a mask drawn on a
+        synthetic CT is not itself synthetic, and must not inherit the CT's provenance."""
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise InvalidMaskError(f"The label array has shape {array.shape}; the image has {self.shape}.")
+        if array.dtype != bool and array.size:
+            info = np.iinfo(dtype)
+            lo, hi = array.min(), array.max()
+            if lo < info.min or hi > info.max or (array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0)):
+                raise InvalidMaskError(f"Label values {lo}..{hi} do not fit a {np.dtype(dtype).name} label volume.")
+        return Volume(array.astype(dtype), self.origin, self.spacing, self.direction, {})
+
     def index_to_physical(self, kji: np.ndarray) -> np.ndarray:
         """(N, 3) voxel indices in (k, j, i) order → (N, 3) LPS points."""
-        ijk = np.asarray(kji, dtype=float)[..., ::-1]
-        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        return np.asarray(self.origin) + (ijk * np.asarray(self.spacing)) @ d.T
+        return geometry.index_to_physical(self, kji)
 
     # -- SimpleITK ------------------------------------------------------------------------------------------------
     def to_sitk(self) -> sitk.Image:
@@ -79,7 +88,7 @@ class Volume:
     # -- provenance -----------------------------------------------------------------------------------------------
     @property
     def is_synthetic(self) -> bool:
-        return self.metadata.get(SYNTHETIC_KEY) == "1"
+        return provenance.is_synthetic(self.metadata)
 
     def mark_synthetic(self, provenance: str) -> "Volume":
         self.metadata[SYNTHETIC_KEY] = "1"
@@ -105,24 +114,32 @@ def read_volume(path: PathLike) -> Volume:
             files = max((reader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
             reader.SetFileNames(files)
             img = reader.Execute()
+            first = Path(files[0])
         else:
             img = sitk.ReadImage(str(path))
+            first = path
     except RuntimeError as exc:
         raise InvalidImageError(f"Could not read {path}: {str(exc).strip().splitlines()[-1]}") from exc
-    return Volume.from_sitk(img)
+    volume = Volume.from_sitk(img)
+    # formats without free header keys carry the mark in a sidecar, a NIfTI descrip or DICOM Synthetic Data
+    volume.metadata.update(provenance.read_file_mark(first))
+    return volume
 
 
 def write_volume(volume: Volume, path: PathLike) -> None:
-    """Write with compression; provenance keys become NRRD header fields (``key:=value``)."""
+    """Write with compression. Provenance keys become NRRD header fields (``key:=value``); NIfTI and other
+    formats get a ``.radsynth.json`` sidecar (NIfTI also a ``descrip``); an unmarked volume removes a stale one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".partial" + "".join(path.suffixes))
-    sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=True)
+    img = volume.to_sitk()
+    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    if nifti:
+        img.SetMetaData("ITK_FileNotes", provenance.nifti_descrip(volume.metadata))   # ITK writes it as descrip
+    sitk.WriteImage(img, str(tmp), useCompression=True)
+    if not path.name.lower().endswith((".nrrd", ".nhdr")):
+        provenance.write_sidecar(path, volume.metadata)
     tmp.replace(path)  # never leave a half-written result behind
-
-
-def synthetic_name(name: str) -> str:
-    return name if name.endswith(SYNTHETIC_SUFFIX) else name + SYNTHETIC_SUFFIX
 
 
 # -- validation ---------------------------------------------------------------------------------------------------
@@ -150,8 +167,7 @@ def mask_on_grid(mask: Volume, image: Volume) -> Volume:
         arr = sitk.GetArrayFromImage(res) > 0
     else:
         arr = mask.array > 0
-    out = image.with_array(arr.astype(np.uint8))
-    out.metadata = {}
+    out = image.label_like(arr)
     if not out.array.any():
         if mask.array.any():
             raise InvalidMaskError("The mask lies outside the image: no mask voxel falls inside the CT volume.")

@@ -10,7 +10,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from radsynth import mrml  # noqa: E402
+from radsynth import geometry, mrml  # noqa: E402
 from radsynth.errors import InvalidImageError, InvalidMaskError  # noqa: E402
 from radsynth.volume import SYNTHETIC_KEY, Volume, read_volume, write_volume  # noqa: E402
 
@@ -39,7 +39,7 @@ def ras_matrix(node) -> np.ndarray:
 def labelmap_node(scene, volume: Volume):
     """A real labelmap node, built the way Slicer's volume loader does (image data + IJK→RAS)."""
     node = slicer.vtkMRMLLabelMapVolumeNode()
-    node.SetIJKToRASMatrix(mrml._np4_to_vtk(mrml._ijk_to_ras(volume)))
+    node.SetIJKToRASMatrix(mrml._np4_to_vtk(geometry.ijk_to_ras_matrix(volume)))
     node.SetAndObserveImageData(mrml._array_to_image_data(volume.array.astype(np.uint8)))
     scene.AddNode(node)
     return node
@@ -59,7 +59,8 @@ def test_round_trip_oblique_anisotropic_is_exact(scene):
     vol.mark_synthetic("test")
     node = mrml.volume_to_node(vol, scene, "oblique")
     back = mrml.volume_from_node(node)
-    assert node.GetName() == "oblique" and node.GetScene() is scene
+    # a synthetic volume's node says so in its name
+    assert node.GetName() == "oblique - synthetic" and node.GetScene() is scene
     assert back.array.dtype == np.int16 and np.array_equal(back.array, vol.array)
     np.testing.assert_allclose(back.spacing, (0.7, 0.7, 5.0), atol=1e-12)
     np.testing.assert_allclose(back.origin, vol.origin, atol=1e-9)
@@ -72,8 +73,10 @@ def test_round_trip_oblique_anisotropic_is_exact(scene):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
 def test_round_trip_keeps_dtype(scene, dtype):
     vol = oblique_volume(dtype=dtype, seed=3)
-    back = mrml.volume_from_node(mrml.volume_to_node(vol, scene, "v"))
+    node = mrml.volume_to_node(vol, scene, "v")
+    back = mrml.volume_from_node(node)
     assert back.array.dtype == vol.array.dtype and np.array_equal(back.array, vol.array)
+    assert node.GetName() == "v" and not back.is_synthetic and back.metadata == {}   # a real volume stays unmarked
 
 
 def test_physical_point_agrees_with_ras_sign_flip(scene):
@@ -85,6 +88,9 @@ def test_physical_point_agrees_with_ras_sign_flip(scene):
     ijk1 = np.c_[kji[:, ::-1], np.ones(len(kji))]
     ras = (m @ ijk1.T).T[:, :3]
     np.testing.assert_allclose(ras, lps * [-1, -1, 1], atol=1e-9)
+    np.testing.assert_allclose(ras, [geometry.lps_to_ras(p) for p in lps], atol=1e-9)
+    # and back: the RAS position of a voxel centre finds that voxel
+    assert [geometry.physical_to_index(vol, geometry.ras_to_lps(p)) for p in ras] == [tuple(v) for v in kji]
     # and the sign flip is really exercised: the origin is not on the x/y axes
     assert abs(ras[0, 0] + vol.origin[0]) < 1e-9 and abs(ras[0, 0]) > 1
 

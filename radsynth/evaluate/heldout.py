@@ -6,13 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..anatomy import lung_mask
 from ..volume import Volume
-
-
-def lung_mask(volume: Volume) -> np.ndarray:
-    hu = volume.array
-    body = ndimage.binary_fill_holes(ndimage.binary_opening(hu > -400, iterations=2), structure=np.ones((1, 3, 3)))
-    return body & (hu < -400)
 
 
 def ellipsoid(volume: Volume, center_kji: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
