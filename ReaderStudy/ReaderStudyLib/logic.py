@@ -35,7 +35,8 @@ class ReaderSession:
         self.clock = clock
         self.index = self.store.position(self.reader_id)
         self.node = None
-        self.shown_at: Optional[float] = None
+        self.shown_at: Optional[float] = None        # when the current case was put on screen
+        self.first_shown_at: Optional[float] = None  # ... for the first time (the time limit counts from here)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reader-prefetch") if prefetch else None
         self._cache: dict[str, Future] = {}
         self._lock = threading.Lock()
@@ -68,9 +69,12 @@ class ReaderSession:
         return None if self.done else self.store.latest(self.reader_id).get(self.case_id)
 
     def time_left(self) -> Optional[float]:
-        if self.study.time_limit_s is None or self.shown_at is None:
+        """Seconds left for the current case, counted from its first showing (also before a restart), as the web
+        reader counts them; None without a time limit. Answers after the limit are still saved (the analysis
+        counts them as over the limit)."""
+        if self.study.time_limit_s is None or self.first_shown_at is None:
             return None
-        return self.study.time_limit_s - (self.clock() - self.shown_at)
+        return self.study.time_limit_s - (self.clock() - self.first_shown_at)
 
     # -- showing ----------------------------------------------------------------------------------------------------
     def show(self):
@@ -86,6 +90,8 @@ class ReaderSession:
         self.node = node
         self.apply_preset(0)
         self.shown_at = self.clock()
+        earlier = [row["at"] for row in self.store.shown(self.reader_id) if row["case_id"] == self.case_id]
+        self.first_shown_at = min([*earlier, self.shown_at])
         self.store.mark_shown(self.reader_id, self.case_id, self.shown_at)
         self._prefetch(self.index + 1)
         return node
@@ -138,7 +144,7 @@ class ReaderSession:
         if self.node is not None:
             mrml.remove_nodes(self.scene, [self.node])
             self.node = None
-            self.shown_at = None
+            self.shown_at = self.first_shown_at = None
 
     def _volume(self, case_id: str) -> Volume:
         with self._lock:

@@ -129,6 +129,23 @@ def test_no_going_back_no_changes_and_the_last_case(scene, tmp_path):
     assert [r["answered_at"] - r["shown_at"] for r in rows] == [25.0, 0.0]
 
 
+def test_time_limit_counts_from_the_first_showing_across_a_restart(scene, tmp_path):
+    inputs = toy_inputs(tmp_path / "inputs", 1, 1, shape=(4, 10, 10))
+    study = build_study(inputs, tmp_path / "study", readers=1, time_limit_s=60).study
+    now = [1000.0]
+    session = ReaderSession(study.folder, token(study), scene, clock=lambda: now[0])
+    session.show()
+    now[0] += 40
+    session.close()   # restart 40 s into the case
+    again = ReaderSession(study.folder, token(study), scene, clock=lambda: now[0])
+    again.show()
+    assert again.time_left() == 20
+    now[0] += 30
+    assert again.time_left() == -10
+    again.record({"label": "real", "confidence": 1})   # a late answer is kept, not lost
+    assert ResponseStore(study).latest("R1")
+
+
 def test_bad_token_and_missing_case_file(scene, built):
     study, _, _ = built
     with pytest.raises(StudyError, match="does not belong to this study"):
