@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 from scipy.stats import binomtest
 
-from conftest import Reply, request
+from web_support import Reply, request
 
 ALPHA = 1e-3
 VOLATILE_HEADERS = {"date"}   # wall-clock time, the same for every case

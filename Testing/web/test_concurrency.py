@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import request
+from web_support import request
 from radsynth.reader.responses import ResponseStore
 
 READERS = 10

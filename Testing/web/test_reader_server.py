@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import typer
 
-from conftest import SIZE, request
+from web_support import SIZE, request
 from radsynth.cli.reader_serve import serve, serve_command
 from radsynth.reader.responses import ResponseStore
 from radsynth.web.cases import load_case

@@ -59,8 +59,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy", _CSP)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload, sort_keys=True, separators=(",", ":")).encode(),
@@ -79,9 +78,6 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routing ----------------------------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._route("GET")
-
-    def do_HEAD(self) -> None:  # noqa: N802
         self._route("GET")
 
     def do_POST(self) -> None:  # noqa: N802
