@@ -192,3 +192,13 @@ def test_float_geometry_noise_and_int16(tmp_path):
     assert res.warnings == []
     assert os.path.getsize(res.study.case_path(res.study.cases[0])) == os.path.getsize(
         res.study.case_path(res.study.cases[1]))
+
+
+def test_engine_imports_without_torch_slicer_or_the_test_references():
+    import subprocess
+    import sys
+
+    code = ("import sys, radsynth.reader.report, radsynth.reader.build, radsynth.reader.responses; "
+            "print([m for m in ('torch', 'slicer', 'sklearn', 'statsmodels') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
