@@ -41,10 +41,6 @@ class Volume:
     def with_array(self, array: np.ndarray) -> "Volume":
         return Volume(array, self.origin, self.spacing, self.direction, dict(self.metadata))
 
-    def label_like(self, array: np.ndarray) -> "Volume":
-        """A uint8 label volume on this grid, without this volume's metadata (a mask is not synthetic CT)."""
-        return Volume(np.asarray(array).astype(np.uint8), self.origin, self.spacing, self.direction, {})
-
     def label_like(self, array: np.ndarray, dtype=np.uint8) -> "Volume":
         """A label volume (``dtype``, bool → 0/1) on this grid, without this image's metadata: a mask drawn on a
         synthetic CT is not itself synthetic, and must not inherit the CT's provenance."""
