@@ -1,4 +1,4 @@
-"""radsynth.geometry: RAS⇄LPS, IJK→RAS matrices, point⇄voxel on anisotropic, oblique grids (checked against ITK)."""
+"""radsynth.geometry: RAS⇄LPS, IJK→RAS matrices, point⇄voxel on anisotropic, oblique grids (checked with ITK)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from radsynth import geometry
 from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError
