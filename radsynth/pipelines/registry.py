@@ -15,7 +15,7 @@ import dataclasses
 import importlib
 import math
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 from ..errors import InvalidOptionError, RadSynthError
 
@@ -128,8 +128,9 @@ class RunContext:
         return self.model_fn(kind, primary)
 
 
-#: run(context, image, mask, **options) -> radsynth.result.Result
-RunFn = Callable[..., Any]
+#: run(context, image, mask, **options) -> radsynth.result.Result; or "package.module:function", imported on
+#: first use so that declarations stay torch-free and below the pipelines they run
+RunFn = Union[Callable[..., Any], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,13 @@ class Operation:
     needs_mask: bool = True
     mask_help: str = "Region mask (label volume, any grid)."
     model_kinds: tuple[str, ...] = ()  # the first is the one a user's "model folder" choice replaces
+
+    def runner(self) -> Callable[..., Any]:
+        """The run function (imported now when declared by name)."""
+        if callable(self.run):
+            return self.run
+        module, _, function = self.run.partition(":")
+        return getattr(importlib.import_module(module), function)
 
     def option(self, name: str) -> Option:
         for opt in self.options:

@@ -1,20 +1,17 @@
-"""TumorSynth's operations, declared once: options, defaults with their reasons, model kinds, run functions.
+"""TumorSynth's operations, declared once: options, defaults with their reasons, model kinds.
 
-Torch-free at import. Each run function maps the declared options onto the pipeline call and imports the pipeline
-inside its body, so hosts can read these declarations without loading a network.
+Torch-free and below the pipelines: the pipelines read their defaults from here, and the run functions
+(``tumor_run``) are named, not imported, so hosts read these declarations without loading a network.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-from ..errors import RadSynthError
-from ..volume import Volume
-from .registry import Operation, Option, RunContext, common_options, register
+from .registry import Operation, Option, common_options, register
 
 TEXTURE_MODEL = "bbdm-texture"
 SHAPE_MODEL = "shape-gan"
 MODULE = "tumor"
+RUN = "radsynth.pipelines.tumor_run:"
 
 GUIDANCE = Option(
     "guidance", "float", 3.0, "Texture strength (classifier-free guidance): 0 = no tumour (healthy-tissue output), "
@@ -42,82 +39,21 @@ SHAPE_MODES = ("generate", "painted", "inside", "around")
 COMMON = common_options(eta_reason="Removal PSNR at 20 steps: eta 1 23.70 dB, 0.5 22.09 dB, 0 20.73 dB.")
 
 
-def _shape_features(values: Optional[dict]) -> dict[str, float]:
-    values = dict(values or {})
-    known = {o.name: o for o in SHAPE_OPTIONS}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise RadSynthError(f"Unknown shape feature(s): {', '.join(unknown)}; known: {', '.join(known)}.")
-    return {k: known[k].check(v) for k, v in values.items()}
-
-
-def _sampling(ctx: RunContext, options: dict) -> dict[str, Any]:
-    return dict(models=ctx.model(TEXTURE_MODEL), steps=options.pop("steps", None), seed=int(options.pop("seed", 0)),
-                eta=options.pop("eta", None), progress=ctx.progress, cancel=ctx.cancel)
-
-
-def _need_target(options: dict) -> dict:
-    if options.get("target") is None:
-        raise RadSynthError("Synthesis needs target texture features (a preset, a feature file or a tumour).")
-    return options.pop("target")
-
-
-def run_remove(ctx: RunContext, image: Volume, mask: Volume, **o: Any):
-    from . import tumor
-    return tumor.remove(image, mask, margin_mm=o.pop("margin_mm", REMOVE_MARGIN.default), **_sampling(ctx, o))
-
-
-def run_synthesize(ctx: RunContext, image: Volume, mask: Volume, **o: Any):
-    from . import tumor
-    target = _need_target(o)
-    return tumor.synthesize(image, mask, target=target, **_sampling(ctx, o), **o)
-
-
-def run_retexture(ctx: RunContext, image: Volume, mask: Volume, **o: Any):
-    from . import manipulate
-    target = _need_target(o)
-    return manipulate.retexture(image, mask, target, texture_overrides=o.pop("overrides", None),
-                                **_sampling(ctx, o), **o)
-
-
-def run_place(ctx: RunContext, image: Volume, mask: Optional[Volume], **o: Any):
-    from . import manipulate
-    target = _need_target(o)
-    shape = o.pop("shape_mode", "generate")
-    sampling = _sampling(ctx, o)
-    return manipulate.place(image, target, texture_overrides=o.pop("overrides", None), shape=shape,
-                            shape_features=_shape_features(o.pop("shape_features", None)),
-                            shape_model=ctx.model(SHAPE_MODEL, primary=False) if shape != "painted" else None,
-                            **sampling, **o)
-
-
-def run_move(ctx: RunContext, image: Volume, mask: Volume, **o: Any):
-    from . import manipulate
-    if o.get("shift_lps") is None:
-        raise RadSynthError("Say where to move the tumour (a point or a shift in mm).")
-    return manipulate.move(image, mask, o.pop("shift_lps"), **_sampling(ctx, o), **o)
-
-
-def run_resize(ctx: RunContext, image: Volume, mask: Volume, **o: Any):
-    from . import manipulate
-    return manipulate.resize(image, mask, **_sampling(ctx, o), **o)
-
-
 TEXTURE = (TARGET, OVERRIDES, GUIDANCE)
 TUMOUR_MASK = "The existing tumour (label volume, any grid)."
 
 REMOVE = register(Operation(
-    "remove", MODULE, "Replace the tumour under the mask with plausible healthy tissue.", run_remove,
+    "remove", MODULE, "Replace the tumour under the mask with plausible healthy tissue.", RUN + "remove",
     (REMOVE_MARGIN, *COMMON), mask_help="Tumour mask (label volume, any grid).", model_kinds=(TEXTURE_MODEL,)))
 SYNTHESIZE = register(Operation(
-    "synthesize", MODULE, "Grow a tumour inside the mask whose texture matches a tumour, a feature file or a preset.",
-    run_synthesize, (*TEXTURE, SYNTH_MARGIN, *COMMON), mask_help="Where to grow the tumour (label volume, any grid).",
-    model_kinds=(TEXTURE_MODEL,)))
+    "synthesize", MODULE, "Grow a tumour inside the mask whose texture matches a tumour, a feature file or a "
+    "preset.", RUN + "synthesize", (*TEXTURE, SYNTH_MARGIN, *COMMON),
+    mask_help="Where to grow the tumour (label volume, any grid).", model_kinds=(TEXTURE_MODEL,)))
 RETEXTURE = register(Operation(
-    "retexture", MODULE, "Keep a tumour's shape and give it a new texture.", run_retexture, (*TEXTURE, *COMMON),
+    "retexture", MODULE, "Keep a tumour's shape and give it a new texture.", RUN + "retexture", (*TEXTURE, *COMMON),
     mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL,)))
 PLACE = register(Operation(
-    "place", MODULE, "Place a new tumour at a point (generated shape) or in a painted region.", run_place,
+    "place", MODULE, "Place a new tumour at a point (generated shape) or in a painted region.", RUN + "place",
     (*TEXTURE, Option("point_lps", "point", None, "Tumour centre (LPS)", unit="mm"),
      Option("painted", "volume", None, "A painted region (label volume)"),
      Option("shape_mode", "choice", "generate", "How the painted region is used", choices=SHAPE_MODES),
@@ -126,11 +62,11 @@ PLACE = register(Operation(
     needs_mask=False, model_kinds=(TEXTURE_MODEL, SHAPE_MODEL)))
 MOVE = register(Operation(
     "move", MODULE, "Move a tumour: remove it, then synthesize the same shape and texture at the new place.",
-    run_move, (Option("shift_lps", "vector", None, "Shift (LPS)", unit="mm"),
-               Option("others", "volumes", None, "Other tumours not to overlap"), *COMMON),
+    RUN + "move", (Option("shift_lps", "vector", None, "Shift (LPS)", unit="mm"),
+                   Option("others", "volumes", None, "Other tumours not to overlap"), *COMMON),
     mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL,)))
 RESIZE = register(Operation(
-    "resize", MODULE, "Resize a tumour about its centre, keeping its texture.", run_resize,
+    "resize", MODULE, "Resize a tumour about its centre, keeping its texture.", RUN + "resize",
     (Option("volume_ml", "float", None, "New volume", unit="mL", min=0.01, max=1000.0),
      Option("scale", "float", None, "Linear scale factor", min=0.1, max=5.0), *COMMON),
     mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL,)))
