@@ -159,7 +159,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_project_name_is_the_catalogue_entry_name(cmake_text):
     projects = [args[0] for name, args in cmake_commands(cmake_text) if name == "project"]
-    assert projects[:1] == [EXTENSION_NAME], f"project() is {projects[:1]}; the index wants {CATALOGUE_ENTRY.name}'s stem"
+    assert projects[:1] == [EXTENSION_NAME], f"project() is {projects[:1]}; the index wants {CATALOGUE_ENTRY.stem}"
     assert not EXTENSION_NAME.lower().startswith("slicer"), "the index rejects extension names starting with Slicer"
 
 
@@ -320,7 +320,8 @@ def strings(node: ast.expr) -> list[str]:
         return [node.value]
     if isinstance(node, (ast.List, ast.Tuple)):
         return [s for element in node.elts for s in strings(element)]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "tr", "translate"):
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "tr", "translate",
+                                                                                          "list", "tuple"):
         return strings(node.args[-1])
     if isinstance(node, ast.Name) and hasattr(about, node.id):
         value = getattr(about, node.id)
@@ -331,14 +332,21 @@ def strings(node: ast.expr) -> list[str]:
     raise AssertionError(f"cannot read {ast.unparse(node)!r} without running Slicer")
 
 
-def calls(node: ast.expr, function: str) -> list[list[str]]:
-    """Constant arguments of each call to ``function`` (plain or as an attribute) inside ``node``."""
+def calls(node: ast.expr, function: str, module: str) -> list[list[str]]:
+    """Arguments of each call to ``function`` (plain or as an attribute) inside ``node``: constants, and
+    ``self.moduleName`` read as ``module``."""
+    def argument(a: ast.expr):
+        if isinstance(a, ast.Constant):
+            return a.value
+        if isinstance(a, ast.Attribute) and a.attr == "moduleName":
+            return module
+        return ast.unparse(a)
     found = []
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             name = sub.func.attr if isinstance(sub.func, ast.Attribute) else getattr(sub.func, "id", None)
             if name == function:
-                found.append([a.value for a in sub.args if isinstance(a, ast.Constant)])
+                found.append([argument(a) for a in sub.args])
     return found
 
 
@@ -361,10 +369,10 @@ def test_module_contributors_are_name_and_organisation(module):
 def test_module_help_and_acknowledgement_come_from_about(module):
     values = parent_assignments(module)
     assert module in about.MODULES, f"RadSynthLib/about.py has no texts for {module}"
-    assert [module] in calls(values.get("helpText", ast.Constant("")), "help_text"), \
+    assert [module] in calls(values.get("helpText", ast.Constant("")), "help_text", module), \
         f"{module}.py: helpText should be RadSynthLib.about.help_text({module!r}) (it links to the docs)"
-    assert [module] in calls(values.get("acknowledgementText", ast.Constant("")), "acknowledgement"), \
-        f"{module}.py: acknowledgementText should be RadSynthLib.about.acknowledgement({module!r}) (it cites the papers)"
+    assert [module] in calls(values.get("acknowledgementText", ast.Constant("")), "acknowledgement", module), \
+        f"{module}.py: acknowledgementText should be RadSynthLib.about.acknowledgement({module!r}) (cites papers)"
 
 
 # --- the About texts -------------------------------------------------------------------------------------------
