@@ -355,7 +355,7 @@ class SceneWatcher:
         if (storage_node.GetWriteState() == storage_node.TransferDone and path == before_path
                 and mtime is not None and mtime != before_mtime):
             target = storage_node.GetStorableNode()
-            if target is not None:
+            if target is not None and target.IsA("vtkMRMLVolumeNode"):   # images only: no sidecar beside a table
                 stamp_saved_node(target, storage_node)
                 mtime = _mtime(path)
         self._files[storage_node] = (path, mtime)

@@ -341,3 +341,13 @@ def test_dicom_export_of_a_real_volume_stays_unmarked(tmp_path):
     assert ds[0x0008, 0x001C].value == "NO" and "synthetic" not in ds.SeriesDescription.lower()
     assert "DerivationDescription" not in ds
     assert provenance.read_file_mark(tmp_path / "dicom") == {}
+
+
+def test_only_volumes_are_stamped(watched, tmp_path):
+    """A table with a RadSynth attribute (the texture source) is saved as it is: no sidecar, no rewrite."""
+    table = mrml.features_to_table_node([("original_firstorder_Mean", -20.0, -18.0)], watched, "features")
+    table.SetAttribute("RadSynth.TextureSource", "lung1 tumour")
+    assert table.AddDefaultStorageNode()
+    table.GetStorageNode().SetFileName(str(tmp_path / "features.tsv"))
+    assert table.GetStorageNode().WriteData(table)
+    assert sorted(p.name for p in tmp_path.iterdir() if "radsynth" in p.name) == []
