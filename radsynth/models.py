@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import importlib
 import json
 import os
@@ -30,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
+from .checksums import sha256_file
 from .errors import ModelError
 
 if TYPE_CHECKING:  # torch stays out of the import path of listing and card reading
@@ -93,14 +93,6 @@ def builder_for(kind: str) -> Builder:
 
 
 # ---------------------------------------------------------------------------------------------------- files, cards
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def bundled(name: str) -> Path:
     return BUNDLED / name

@@ -9,7 +9,6 @@ stream's own header comment, which every gzip reader skips.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -130,11 +129,3 @@ def pad_to(path: Path, size: int) -> None:
 
 def common_size(paths: Sequence[Path]) -> int:
     return max(p.stat().st_size for p in paths) + MIN_PAD
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

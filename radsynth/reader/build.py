@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ..checksums import sha256_file
 from ..progress import ProgressFn, no_progress
 from ..volume import PROVENANCE_KEY, read_volume
 from . import blind
@@ -208,5 +209,5 @@ def _equalize(cases_dir: Path, order: Sequence[str]) -> dict[str, dict[str, Any]
     files = {}
     for case_id, path in zip(order, paths):
         blind.pad_to(path, size)
-        files[case_id] = {"bytes": size, "sha256": blind.sha256_file(path)}
+        files[case_id] = {"bytes": size, "sha256": sha256_file(path)}
     return files

@@ -145,33 +145,27 @@ class ResponseStore:
 
     def rows(self, reader_id: Optional[str] = None) -> list[dict[str, Any]]:
         """Every answer row in the order recorded (optionally of one reader)."""
-        if not self.path.exists():
-            return []
-        sql = "SELECT id, reader_id, case_id, answers, shown_at, answered_at, recorded_at FROM answers"
-        args: tuple = ()
-        if reader_id is not None:
-            sql, args = sql + " WHERE reader_id = ?", (reader_id,)
-        with self._connect(write=False) as db:
-            try:
-                found = db.execute(sql + " ORDER BY id", args).fetchall()
-            except sqlite3.OperationalError:
-                return []  # the schema is not committed yet: no answers
+        found = self._select("SELECT id, reader_id, case_id, answers, shown_at, answered_at, recorded_at FROM answers",
+                             reader_id)
         return [{"id": r[0], "reader_id": r[1], "case_id": r[2], "answers": json.loads(r[3]), "shown_at": r[4],
                  "answered_at": r[5], "recorded_at": r[6]} for r in found]
 
     def shown(self, reader_id: Optional[str] = None) -> list[dict[str, Any]]:
+        found = self._select("SELECT reader_id, case_id, at FROM shown", reader_id)
+        return [{"reader_id": r[0], "case_id": r[1], "at": r[2]} for r in found]
+
+    def _select(self, sql: str, reader_id: Optional[str]) -> list[tuple]:
+        """Rows of ``sql`` (optionally of one reader) in the order written; none before the first answer."""
         if not self.path.exists():
             return []
-        sql = "SELECT reader_id, case_id, at FROM shown"
         args: tuple = ()
         if reader_id is not None:
             sql, args = sql + " WHERE reader_id = ?", (reader_id,)
         with self._connect(write=False) as db:
             try:
-                found = db.execute(sql + " ORDER BY id", args).fetchall()
+                return db.execute(sql + " ORDER BY id", args).fetchall()
             except sqlite3.OperationalError:
-                return []
-        return [{"reader_id": r[0], "case_id": r[1], "at": r[2]} for r in found]
+                return []  # the schema is not committed yet: no answers
 
     def _case_index(self, reader_id: str, case_id: str) -> int:
         self.study.order(reader_id)  # refuses unknown readers

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .blind import sha256_file
+from ..checksums import sha256_file
 from .errors import StudyError
 from .questions import check_questions
 
