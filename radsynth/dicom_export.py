@@ -136,6 +136,14 @@ def _save(ds, path: Path) -> None:
         ds.save_as(path, write_like_original=False)
 
 
+def write_node_series(node, folder, tags: Optional[Mapping[str, str]] = None) -> list[Path]:
+    """A scalar volume node as a DICOM series (what a Slicer DICOM plugin's ``export`` calls, with the
+    exportable's tags); world geometry, so a linear parent transform is applied."""
+    from . import mrml
+
+    return write_dicom_series(mrml.volume_from_node(node), folder, tags, name=node.GetName())
+
+
 def name_stem(name: str) -> str:
     """A file-name-safe prefix from a node or series name."""
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name)).strip("_")

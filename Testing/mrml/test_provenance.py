@@ -306,9 +306,9 @@ def test_dicom_export_of_a_synthetic_node(scene, tmp_path):
     pydicom = pytest.importorskip("pydicom")
     vol = ct(True)
     node = mrml.volume_to_node(vol, scene, "lung1")
-    files = dicom_export.write_dicom_series(mrml.volume_from_node(node), tmp_path / "dicom", name=node.GetName(),
-                                            tags={"PatientName": "Test^Patient", "ImageType": "ORIGINAL\\PRIMARY",
-                                                  "SyntheticData": "NO"})   # cannot be unmarked by tags
+    files = dicom_export.write_node_series(node, tmp_path / "dicom",
+                                           tags={"PatientName": "Test^Patient", "ImageType": "ORIGINAL\\PRIMARY",
+                                                 "SyntheticData": "NO"})   # cannot be unmarked by tags
     assert len(files) == vol.shape[0]
     back = read_volume(tmp_path / "dicom")                    # SimpleITK / GDCM series reader
     assert np.array_equal(back.array, vol.array)
