@@ -124,6 +124,10 @@ def extract(volume: Volume, mask: np.ndarray, spec: RegionSpec, center_lps: np.n
     return Region(image, mask_arr, grid, spec)
 
 
+#: model changes up to this (HU, at model resolution) are added to the native voxels; twice it replaces them
+RESIDUAL_HU = 100.0
+
+
 def blend_weight(mask: np.ndarray, spacing_kji: np.ndarray, margin_mm: float, feather_mm: float) -> np.ndarray:
     """1 inside the mask dilated by ``margin_mm``, falling linearly to 0 over ``feather_mm`` beyond it."""
     dist = ndimage.distance_transform_edt(~mask.astype(bool), sampling=spacing_kji)
@@ -133,10 +137,16 @@ def blend_weight(mask: np.ndarray, spacing_kji: np.ndarray, margin_mm: float, fe
 
 
 def paste(volume: Volume, region: Region, generated: np.ndarray, mask: np.ndarray,
-          margin_mm: float = 2.0, feather_mm: float = 3.0) -> Volume:
-    """Return a copy of ``volume`` with ``generated`` (model grid, [-1, 1]) blended in around ``mask``.
+          margin_mm: float = 2.0, feather_mm: float = 3.0, residual_hu: float = RESIDUAL_HU) -> Volume:
+    """Return a copy of ``volume`` with the model's output ``generated`` (model grid, [-1, 1]) blended in around
+    ``mask`` (image grid); only voxels within margin + feather of it can change.
 
-    ``mask`` is on the image grid; only voxels within margin + feather of it can change.
+    Residual paste: what is pasted is the model's *change* (``generated`` − the model-grid input), resampled to the
+    image grid and added to the native voxels, wherever that change is small (up to ``residual_hu``); where it is
+    large (twice that and more, e.g. a tumour removed) the resampled output replaces the voxel, so no trace of the
+    old content's fine detail survives; in between the two mix linearly. Native detail (vessels crossing the margin, the chest wall edge) is kept where
+    the model changed little, and a model that returns its input leaves every voxel as it was.
+    ``residual_hu`` 0 pastes the resampled output everywhere (the old behaviour).
     """
     reach = margin_mm + feather_mm
     idx = np.argwhere(mask)
@@ -146,21 +156,35 @@ def paste(volume: Volume, region: Region, generated: np.ndarray, mask: np.ndarra
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     weight = blend_weight(mask[sl], np.asarray(volume.spacing)[::-1], margin_mm, feather_mm)
 
-    gen = sitk.GetImageFromArray(region.spec.denormalize(generated).astype(np.float32))
-    gen.CopyInformation(region.grid)
     block = _sub_block(volume, lo, hi)
-    # Outside the model box the default is NaN: such voxels keep their original value below.
-    gen_on_image = sitk.GetArrayFromImage(
-        sitk.Resample(gen, block, sitk.Transform(), sitk.sitkLinear, float("nan"), sitk.sitkFloat32))
-    weight[np.isnan(gen_on_image)] = 0.0
+    gen_hu = region.spec.denormalize(generated).astype(np.float32)
+    change_hu = gen_hu - region.spec.denormalize(region.image).astype(np.float32)
+    gen_on_image, change_on_image = (_to_block(a, region.grid, block) for a in (gen_hu, change_hu))
+    # Outside the model box both are NaN: such voxels keep their original value.
+    outside = np.isnan(gen_on_image)
+    weight[outside] = 0.0
+    gen_on_image[outside], change_on_image[outside] = 0.0, 0.0
 
     out = volume.array.copy()
     orig = out[sl].astype(np.float32)
-    blended = weight * np.nan_to_num(gen_on_image) + (1.0 - weight) * orig
+    if residual_hu > 0:
+        replace = np.clip(np.abs(change_on_image) / residual_hu - 1.0, 0.0, 1.0)
+        target = (1.0 - replace) * (orig + change_on_image) + replace * gen_on_image
+    else:
+        target = gen_on_image
+    blended = orig + weight * (target - orig)
     if np.issubdtype(out.dtype, np.integer):
         info = np.iinfo(out.dtype)
         blended = np.clip(np.rint(blended), info.min, info.max)
-    touched = weight > 0
+    touched = (weight > 0) & (blended != orig)
     sub = out[sl]
     sub[touched] = blended[touched].astype(out.dtype)
     return volume.with_array(out)
+
+
+def _to_block(array: np.ndarray, grid: sitk.Image, block: sitk.Image) -> np.ndarray:
+    """A model-grid array resampled (linearly) onto an image block; NaN outside the model box."""
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(sitk.Resample(image, block, sitk.Transform(), sitk.sitkLinear, float("nan"),
+                                                sitk.sitkFloat32))
