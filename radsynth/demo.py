@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 from scipy import ndimage
 
+from .anatomy import lung_mask
 from .errors import InvalidImageError
 from .progress import CancelToken, ProgressFn, StagedProgress
 from .radiomics import PARAMS_VERSION, texture_features
@@ -49,23 +50,6 @@ class Site:
     semi_axes_mm: tuple[float, float, float]     # (i, j, k)
     depth_in_lung_mm: float                       # distance from the centre to the nearest non-lung voxel
     inside_lung_fraction: float
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum(mask, labels, range(1, n + 1))
-    return labels == (1 + int(np.argmax(sizes)))
-
-
-def lung_mask(image: Volume) -> np.ndarray:
-    """Air-density voxels enclosed by the body, i.e. lung parenchyma (plus airways), excluding vessels."""
-    a = image.array
-    body = _largest_component(ndimage.binary_opening(a > -500, iterations=2))
-    # The lungs are holes in the body's cross-section; filling per slice keeps the air outside the patient out.
-    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
-    return body & (a < LUNG_HU)
 
 
 def choose_site(image: Volume, avoid: Volume, diameter_mm: float = SITE_DIAMETER_MM,

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .geometry import physical_to_continuous_index
 from .errors import InvalidMaskError
 from .volume import Volume
 
@@ -63,9 +64,7 @@ def _box_index_bounds(volume: Volume, grid: sitk.Image) -> tuple[np.ndarray, np.
     size = np.asarray(grid.GetSize())
     corners = np.array([[a, b, c] for a in (0, size[0] - 1) for b in (0, size[1] - 1) for c in (0, size[2] - 1)])
     phys = np.array([grid.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)) for c in corners])
-    d = np.asarray(volume.direction).reshape(3, 3)
-    ijk = np.linalg.solve(d, (phys - np.asarray(volume.origin)).T).T / np.asarray(volume.spacing)
-    kji = ijk[:, ::-1]
+    kji = physical_to_continuous_index(volume, phys)
     return np.floor(kji.min(0)).astype(int) - 1, np.ceil(kji.max(0)).astype(int) + 2
 
 

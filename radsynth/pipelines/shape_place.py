@@ -17,21 +17,13 @@ from scipy.signal import fftconvolve
 
 from ..errors import InvalidMaskError, RadSynthError
 from ..shape_features import fast_shape_features
+from ..geometry import physical_to_voxel_position
 from ..volume import Volume
 
 #: refuse when less than this fraction of the tumour can be kept inside the organ after moving it
 MIN_KEPT = 0.9
 MAX_SUBSAMPLES = 6
 PLACEMENT_KEY = "RadSynth.Placement"
-
-
-def _geometry(image: Volume, center_lps) -> np.ndarray:
-    d = np.asarray(image.direction, dtype=float).reshape(3, 3)
-    ijk = np.linalg.solve(d, np.asarray(center_lps, dtype=float) - np.asarray(image.origin)) / np.asarray(image.spacing)
-    kji = ijk[::-1]
-    if np.any(kji < -0.5) or np.any(kji > np.asarray(image.shape) - 0.5):
-        raise InvalidMaskError("The selected point is outside the image; click inside the CT volume.")
-    return kji
 
 
 def _coverage(mask: np.ndarray, anchor: np.ndarray, centre_kji: np.ndarray, spacing_kji: np.ndarray,
@@ -97,7 +89,7 @@ def place_shape(image: Volume, center_lps, mask32: np.ndarray, voxel_mm: float,
     if not (isinstance(voxel_mm, (int, float, np.floating)) and np.isfinite(voxel_mm) and voxel_mm > 0):
         raise RadSynthError(f"The shape's voxel size must be a positive number of mm (got {voxel_mm!r}).")
     spacing = np.asarray(image.spacing, dtype=float)[::-1]
-    centre = _geometry(image, center_lps)
+    centre = physical_to_voxel_position(image, center_lps)
     if organ is not None:
         organ = np.asarray(organ) > 0
         if organ.shape != image.shape:
