@@ -77,7 +77,9 @@ def _extractor(classes: tuple[str, ...]):
     return extractor
 
 
-def _sitk_pair(image: Volume, mask: MaskLike) -> tuple[sitk.Image, sitk.Image]:
+def _sitk_pair(image: Volume, mask: MaskLike, resampled: bool = True) -> tuple[sitk.Image, sitk.Image]:
+    """(image, mask) for pyradiomics. The image is cut around the tumour; the mask too when pyradiomics will not
+    resample (without resampling it requires both on one grid)."""
     if isinstance(mask, Volume):
         inside = mask_on_grid(mask, image).array > 0
     else:
@@ -92,11 +94,10 @@ def _sitk_pair(image: Volume, mask: MaskLike) -> tuple[sitk.Image, sitk.Image]:
     if count < MIN_VOXELS:
         raise InvalidMaskError(f"The tumour mask has only {count} voxel(s); texture cannot be measured on fewer "
                                f"than {MIN_VOXELS}. Draw the whole tumour, not just a few points.")
-    msk = sitk.GetImageFromArray(inside.astype(np.uint8))
-    msk.SetOrigin(tuple(float(v) for v in image.origin))
-    msk.SetSpacing(tuple(float(v) for v in image.spacing))
-    msk.SetDirection(tuple(float(v) for v in image.direction))
-    return _crop_around(image, inside).to_sitk(), msk
+    cropped = _crop_around(image, inside)
+    if not resampled:
+        return cropped.to_sitk(), _crop_around(image.label_like(inside), inside).to_sitk()
+    return cropped.to_sitk(), image.label_like(inside).to_sitk()
 
 
 def _crop_around(image: Volume, inside: np.ndarray) -> Volume:
@@ -116,12 +117,16 @@ def _crop_around(image: Volume, inside: np.ndarray) -> Volume:
 
 
 def _extract(classes: tuple[str, ...], image: Volume, mask: MaskLike) -> dict[str, float]:
-    img, msk = _sitk_pair(image, mask)
+    extractor = _extractor(classes)
+    img, msk = _sitk_pair(image, mask, resampled=bool(extractor.settings.get("resampledPixelSpacing")))
     try:
-        result = _extractor(classes).execute(img, msk, label=1)
+        result = extractor.execute(img, msk, label=1)
     except ValueError as exc:  # pyradiomics' checkMask refusals (ROI too thin/small after resampling)
         raise InvalidMaskError("Texture cannot be measured on this tumour mask: it is too thin or too small on "
                                f"the 1.5 mm measurement grid ({exc}). Draw the whole tumour in 3D.") from exc
+    except RuntimeError as exc:  # SimpleITK inside pyradiomics: image and mask geometry disagree
+        raise InvalidMaskError(f"Texture cannot be measured: pyradiomics could not use the image and mask together "
+                               f"({str(exc).strip().splitlines()[-1]}).") from exc
     names = _feature_names(classes)
     missing = [n for n in names if f"original_{n}" not in result]
     if missing:

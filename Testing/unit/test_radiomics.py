@@ -224,3 +224,35 @@ def test_load_features_json_forms_and_errors(tmp_path):
             rad.load_features_json(tmp_path / fname)
     with pytest.raises(RadSynthError, match="not found"):
         rad.load_features_json(tmp_path / "missing.json")
+
+
+def test_features_without_resampling_crop_the_mask_too(monkeypatch):
+    """With resampling off pyradiomics needs image and mask on one grid; the cropped image must get a cropped mask
+    (it raised an uncaught RuntimeError before), and the values equal those of the uncropped pair."""
+    import numpy as np
+    import radiomics.featureextractor as fe
+    from radsynth import radiomics as rs
+    from radsynth.volume import Volume
+
+    rng = np.random.default_rng(0)
+    array = (rng.normal(40, 30, (40, 120, 120))).astype(np.int16)
+    image = Volume(array, (0.0, 0.0, 0.0), (1.0, 1.0, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    inside = np.zeros(array.shape, bool)
+    inside[16:24, 52:68, 50:70] = True
+    assert rs._crop_around(image, inside).shape != image.shape   # the image really is cut
+    rs._extractor.cache_clear()
+    real_init = fe.RadiomicsFeatureExtractor.__init__
+
+    def no_resampling(self, *a, **k):
+        real_init(self, *a, **k)
+        self.settings["resampledPixelSpacing"] = None
+
+    monkeypatch.setattr(fe.RadiomicsFeatureExtractor, "__init__", no_resampling)
+    try:
+        got = rs.texture_features(image, inside)
+        direct = rs._extractor(rs.TEXTURE_CLASSES).execute(image.to_sitk(), image.label_like(inside).to_sitk(),
+                                                           label=1)
+    finally:
+        rs._extractor.cache_clear()
+    assert got["firstorder_Mean"] == pytest.approx(float(direct["original_firstorder_Mean"]))
+    assert got["glcm_Contrast"] == pytest.approx(float(direct["original_glcm_Contrast"]))
