@@ -11,16 +11,21 @@ import sys
 
 import qt
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# From a source checkout the engine sits next to this module's folder; an installed extension has it on sys.path.
+# From a source checkout the engine and the shared library sit next to this module's folder; an installed
+# extension has them on sys.path.
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("radsynth") is None and os.path.isdir(os.path.join(_SOURCE_ROOT, "radsynth")):
+if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynthLib")) \
+        and os.path.isdir(os.path.join(_SOURCE_ROOT, "RadSynthLib")):
     sys.path.insert(0, _SOURCE_ROOT)
 
 from radsynth.errors import RadSynthError  # noqa: E402
+from RadSynthLib import about  # noqa: E402
 from ReaderStudyLib.logic import ReaderSession  # noqa: E402
 
 SETTINGS_KEY = "ReaderStudy/LastStudyFolder"
@@ -29,18 +34,12 @@ SETTINGS_KEY = "ReaderStudy/LastStudyFolder"
 class ReaderStudy(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ReaderStudy"
-        self.parent.categories = ["Image Synthesis"]
+        self.parent.title = _("ReaderStudy")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
-        self.parent.contributors = ["RadSynth contributors"]
-        self.parent.helpText = (
-            "Read a blinded reader study (visual Turing test of synthetic images). Choose the study folder, enter "
-            "your personal reader token and press Start. Each case is shown on its own, named only "
-            "\"Case N of M\"; answer real or synthetic with your confidence (and the study's other questions), "
-            "then Save and next. Answers are saved at once: after a crash or a restart, Start again resumes at "
-            "your first unanswered case. Build and analyse studies with <code>radsynth reader build</code> and "
-            "<code>radsynth reader analyse</code>.")
-        self.parent.acknowledgementText = "Part of RadSynth; answers are stored with SQLite."
+        self.parent.contributors = about.CONTRIBUTORS
+        self.parent.helpText = about.help_text("ReaderStudy")
+        self.parent.acknowledgementText = about.acknowledgement("ReaderStudy")
 
 
 class ReaderStudyLogic(ScriptedLoadableModuleLogic):
