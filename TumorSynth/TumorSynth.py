@@ -1,109 +1,80 @@
 """TumorSynth: remove a tumour or synthesize tumour texture in a CT, as a new volume marked synthetic.
 
-The panel only wires widgets to a parameter node and runs ``TumorSynthLib.logic`` in three phases: prepare (main
-thread), execute (background thread, optionally in the worker process), apply (main thread, via a QTimer poll).
+The panel wires widgets to a typed parameter node (``parameterNodeWrapper``, parameters declared in
+``TumorSynthLib/defaults.py``, engine defaults from the operations' declarations) and runs the Qt-free
+``TumorSynthLib`` logic as a ``RadSynthLib`` background job: prepare (main thread), execute (background thread, in
+the worker process when Slicer's Python launcher is found), apply (main thread, from a QTimer poll).
 """
 
 import importlib.util
-import logging
 import os
-import shutil
 import sys
 
-import qt
 import slicer
 import vtk
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# From a source checkout the engine sits next to this module's folder; an installed extension has it on sys.path.
+# From a source checkout the engine and the shared library sit next to this module's folder; an installed
+# extension has them on sys.path.
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("radsynth") is None and os.path.isdir(os.path.join(_SOURCE_ROOT, "radsynth")):
+if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynthLib")) \
+        and os.path.isdir(os.path.join(_SOURCE_ROOT, "RadSynthLib")):
     sys.path.insert(0, _SOURCE_ROOT)
 
-from radsynth.errors import CancelledError, RadSynthError  # noqa: E402
+from radsynth.errors import RadSynthError  # noqa: E402
+from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
+from RadSynthLib.widgets import JobPanel  # noqa: E402
+from TumorSynthLib import defaults  # noqa: E402
 from TumorSynthLib import logic as core  # noqa: E402
 from TumorSynthLib import panel as ops_panel  # noqa: E402
 
-#: import name -> pip requirement, for what Slicer's Python lacks; torch comes from the PyTorch extension
-PIP_REQUIREMENTS = {"monai": "monai==1.6.1", "radiomics": "pyradiomics-bhklab>=3.1.4",
-                    "safetensors": "safetensors>=0.4", "einops": "einops>=0.7"}
+MODULE = core.MODULE
+
+#: typed parameters; names, defaults and ranges come from TumorSynthLib/defaults.py (the engine's declarations)
+TumorSynthParameterNode = parameters.wrapper_class(
+    "TumorSynthParameterNode", defaults.PARAMETERS, wrap=parameterNodeWrapper, node_type=lambda n: getattr(slicer, n),
+    within_range=WithinRange, choice=Choice, module=__name__)
 
 
 class TumorSynth(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "TumorSynth"
-        self.parent.categories = ["Synthesis"]
+        self.parent.title = _("TumorSynth")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
-        self.parent.contributors = ["RadSynth contributors"]
-        self.parent.helpText = (
-            "Remove a tumour (fill it with healthy-looking tissue) or synthesize tumour tissue inside a segment, "
-            "with the radiomics texture of another tumour or of a preset, using diffusion models. Place a new "
-            "tumour at a clicked point or in a painted region, with shape and texture sliders; move, resize or "
-            "re-texture a tumour; generate several variants. Each run adds new nodes and selects them as the "
-            "inputs of the next, so you can iterate.<br>"
-            "Inputs are never modified. Every output volume is <b>marked synthetic</b>: its name ends in "
-            "\" - synthetic\", it carries the node attribute <code>RadSynth.Synthetic=1</code>, and the mark is "
-            "written into saved NRRD headers. The bundled models are demo models, for trying the software only.")
-        self.parent.acknowledgementText = "Built on MONAI, pyradiomics, SimpleITK and PyTorch."
+        self.parent.contributors = about.CONTRIBUTORS
+        self.parent.helpText = about.help_text("TumorSynth")
+        self.parent.acknowledgementText = about.acknowledgement("TumorSynth")
+        # the sample chest CTs in the SampleData module (the self-test loads them from there)
+        slicer.app.connect("startupCompleted()", sample_data.register)
+
+
+def ensure_dependencies():
+    """Install what the engine needs on first use, asking first; False if the user declined or must act first."""
+    return dependencies.ensure(MODULE, tr=_)
 
 
 class TumorSynthLogic(ScriptedLoadableModuleLogic, core.TumorSynthLogic):
-    """The Qt-free logic plus Slicer's parameter-node helpers."""
+    """The Qt-free logic plus Slicer's (typed) parameter node."""
 
     def __init__(self, runner=None):
         ScriptedLoadableModuleLogic.__init__(self)
         core.TumorSynthLogic.__init__(self, runner)
 
-    def setDefaultParameters(self, parameterNode):
-        from radsynth.radiomics import list_presets
-        # the preset combo box shows its first entry, so the parameter must say so too
-        defaults = {"Operation": core.SYNTHESIZE, "TextureSource": core.TEXTURE_PRESET, "Steps": "0",
-                    "Seed": "0", "Guidance": "1.0", "Preset": (list_presets() or [""])[0], **ops_panel.DEFAULTS}
-        for key, value in defaults.items():
-            if not parameterNode.GetParameter(key):
-                parameterNode.SetParameter(key, value)
-
-
-def _default_runner():
-    """The background worker when Slicer's Python launcher is found (models stay loaded, GUI unaffected)."""
-    python = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=os.path.dirname(sys.executable))
-    if not python:
-        return core.EngineRunner()
-    from radsynth.worker import WorkerClient
-    return core.EngineRunner(worker=True, client=WorkerClient(python=python))
-
-
-def ensure_dependencies():
-    """Install what the engine needs on first use, asking first; returns False if the user declined."""
-    if importlib.util.find_spec("torch") is None:
-        try:
-            import PyTorchUtils
-        except ImportError:
-            slicer.util.errorDisplay("TumorSynth needs PyTorch. Install the 'PyTorch' extension from the "
-                                     "Extensions Manager, restart Slicer, and try again.")
-            return False
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-            return False
-    missing = [req for name, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
-    if missing:
-        if not slicer.util.confirmOkCancelDisplay(
-                "TumorSynth needs these Python packages, which will be downloaded and installed now:\n"
-                + "\n".join(missing), "Install dependencies"):
-            return False
-        with slicer.util.WaitCursor():
-            slicer.util.pip_install(missing)
-    return True
+    def getParameterNode(self):
+        return TumorSynthParameterNode(super().getParameterNode())
 
 
 class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._job = self.panel = None
-        self._jobLogic = self._jobDone = None
+        self.logic = self._parameterNode = self.job = self.panel = None
         self._updating = False
 
     def setup(self):
@@ -112,13 +83,13 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = TumorSynthLogic(_default_runner())
+        # one background worker shared by the RadSynth modules; released in cleanup
+        self.logic = TumorSynthLogic(workers.acquire(MODULE))
         from radsynth.radiomics import list_presets
         self.ui.presetComboBox.addItems(list_presets())
+        self._showDeclarations()
 
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.timeout.connect(self._poll)
+        self.job = JobPanel(MODULE, self.ui.progressBar, self.ui.statusLabel, onChanged=self._updateButtons)
         for combo in (self.ui.inputVolumeSelector, self.ui.textureVolumeSelector):
             combo.currentNodeChanged.connect(self.updateParameterNodeFromGUI)
         for selector in (self.ui.segmentSelector, self.ui.textureSegmentSelector):
@@ -133,27 +104,33 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.guidanceSliderWidget.valueChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.modelDirPathLineEdit.currentPathChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.applyButton.clicked.connect(self.onApply)
-        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.cancelButton.clicked.connect(self.job.cancel)
         self.panel = ops_panel.OperationsPanel(self, ensure_dependencies)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
+    def _showDeclarations(self):
+        """Ranges and tooltips of the engine options from their declarations (the .ui agrees, tested)."""
+        ui = self.ui
+        for widget, name in ((ui.stepsSpinBox, "steps"), (ui.seedSpinBox, "seed"),
+                             (ui.guidanceSliderWidget, "guidance")):
+            p = defaults.param(name)
+            widget.minimum, widget.maximum = p.minimum, p.maximum
+            reason = p.option.reason if p.option is not None else ""
+            widget.toolTip = "\n".join(t for t in (widget.toolTip, p.help, reason) if t)
+
     def cleanup(self):
-        self.onCancel()
-        self._timer.stop()
+        self.job.cleanup()
         self.panel.cleanup()
         self.removeObservers()
-        if hasattr(self.logic.runner, "close"):
-            self.logic.runner.close()  # stops the worker process and frees its models
+        workers.release(MODULE)  # the last RadSynth module to go stops the worker process and frees its models
 
     def enter(self):
         self.initializeParameterNode()
 
     def onSceneStartClose(self, caller, event):
-        if self._job is not None:
-            self._job.discard = True  # its nodes would land in a scene the user just closed
-            self._job.cancel.cancel()
+        self.job.discard()  # its nodes would land in a scene the user just closed
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -163,15 +140,14 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- parameter node -----------------------------------------------------------------------------------------
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.GetNodeReference("InputVolume"):
-            volume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if volume:
-                self._parameterNode.SetNodeReferenceID("InputVolume", volume.GetID())
+        p = self._parameterNode
+        if p.inputVolume is None:
+            p.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not p.preset and self.ui.presetComboBox.count:
+            p.preset = self.ui.presetComboBox.itemText(0)  # the combo box shows its first entry
         self.panel.resetTexture(onlyIfUnset=True)
 
     def setParameterNode(self, node):
-        if node is not None:
-            self.logic.setDefaultParameters(node)
         if self._parameterNode is not None:
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self._parameterNode = node
@@ -186,22 +162,22 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updating = True
         try:
             ui = self.ui
-            ui.inputVolumeSelector.setCurrentNode(p.GetNodeReference("InputVolume"))
-            ui.segmentSelector.setCurrentNode(p.GetNodeReference("Segmentation"))
-            ui.segmentSelector.setCurrentSegmentID(p.GetParameter("SegmentID"))
-            ui.textureVolumeSelector.setCurrentNode(p.GetNodeReference("TextureVolume"))
-            ui.textureSegmentSelector.setCurrentNode(p.GetNodeReference("TextureSegmentation"))
-            ui.textureSegmentSelector.setCurrentSegmentID(p.GetParameter("TextureSegmentID"))
-            synthesize = p.GetParameter("Operation") == core.SYNTHESIZE
+            ui.inputVolumeSelector.setCurrentNode(p.inputVolume)
+            ui.segmentSelector.setCurrentNode(p.segmentation)
+            ui.segmentSelector.setCurrentSegmentID(p.segmentID)
+            ui.textureVolumeSelector.setCurrentNode(p.textureVolume)
+            ui.textureSegmentSelector.setCurrentNode(p.textureSegmentation)
+            ui.textureSegmentSelector.setCurrentSegmentID(p.textureSegmentID)
+            synthesize = p.operation == defaults.SYNTHESIZE
             ui.synthesizeRadioButton.checked, ui.removeRadioButton.checked = synthesize, not synthesize
-            from_segment = p.GetParameter("TextureSource") == core.TEXTURE_SEGMENT
+            from_segment = p.textureSource == defaults.TEXTURE_SEGMENT
             ui.textureSegmentRadioButton.checked, ui.texturePresetRadioButton.checked = from_segment, not from_segment
-            if p.GetParameter("Preset"):
-                ui.presetComboBox.currentText = p.GetParameter("Preset")
-            ui.stepsSpinBox.value = int(p.GetParameter("Steps") or 0)
-            ui.seedSpinBox.value = int(p.GetParameter("Seed") or 0)
-            ui.guidanceSliderWidget.value = float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE)
-            ui.modelDirPathLineEdit.currentPath = p.GetParameter("ModelDir")
+            if p.preset:
+                ui.presetComboBox.currentText = p.preset
+            ui.stepsSpinBox.value = p.steps
+            ui.seedSpinBox.value = p.seed
+            ui.guidanceSliderWidget.value = p.guidance
+            ui.modelDirPathLineEdit.currentPath = p.modelDir
             ui.textureCollapsibleButton.enabled = synthesize
             ui.guidanceSliderWidget.enabled = synthesize
             for w in (ui.presetComboBox, ui.presetLabel):
@@ -220,111 +196,66 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         ui = self.ui
         wasModified = p.StartModify()
-        p.SetNodeReferenceID("InputVolume", ui.inputVolumeSelector.currentNodeID)
-        p.SetNodeReferenceID("Segmentation", ui.segmentSelector.currentNodeID())
-        p.SetParameter("SegmentID", ui.segmentSelector.currentSegmentID() or "")
-        p.SetNodeReferenceID("TextureVolume", ui.textureVolumeSelector.currentNodeID)
-        p.SetNodeReferenceID("TextureSegmentation", ui.textureSegmentSelector.currentNodeID())
-        p.SetParameter("TextureSegmentID", ui.textureSegmentSelector.currentSegmentID() or "")
-        p.SetParameter("Operation", core.SYNTHESIZE if ui.synthesizeRadioButton.checked else core.REMOVE)
-        p.SetParameter("TextureSource",
-                       core.TEXTURE_SEGMENT if ui.textureSegmentRadioButton.checked else core.TEXTURE_PRESET)
-        p.SetParameter("Preset", ui.presetComboBox.currentText)
-        p.SetParameter("Steps", str(ui.stepsSpinBox.value))
-        p.SetParameter("Seed", str(ui.seedSpinBox.value))
-        p.SetParameter("Guidance", str(ui.guidanceSliderWidget.value))
-        p.SetParameter("ModelDir", ui.modelDirPathLineEdit.currentPath)
-        self.panel.updateParameterNode(p)
-        p.EndModify(wasModified)
+        try:
+            p.inputVolume = ui.inputVolumeSelector.currentNode()
+            p.segmentation = ui.segmentSelector.currentNode()
+            p.segmentID = ui.segmentSelector.currentSegmentID() or ""
+            p.textureVolume = ui.textureVolumeSelector.currentNode()
+            p.textureSegmentation = ui.textureSegmentSelector.currentNode()
+            p.textureSegmentID = ui.textureSegmentSelector.currentSegmentID() or ""
+            p.operation = defaults.SYNTHESIZE if ui.synthesizeRadioButton.checked else defaults.REMOVE
+            p.textureSource = (defaults.TEXTURE_SEGMENT if ui.textureSegmentRadioButton.checked
+                               else defaults.TEXTURE_PRESET)
+            p.preset = ui.presetComboBox.currentText
+            p.steps = int(ui.stepsSpinBox.value)
+            p.seed = int(ui.seedSpinBox.value)
+            p.guidance = float(ui.guidanceSliderWidget.value)
+            p.modelDir = ui.modelDirPathLineEdit.currentPath
+            self.panel.updateParameterNode(p)
+        finally:
+            p.EndModify(wasModified)
 
     def parameters(self):
         p = self._parameterNode
         return core.TumorSynthParameters(
-            operation=p.GetParameter("Operation"), input_volume=p.GetNodeReference("InputVolume"),
-            segmentation=p.GetNodeReference("Segmentation"), segment_id=p.GetParameter("SegmentID"),
-            texture_source=p.GetParameter("TextureSource"),
-            texture_segmentation=p.GetNodeReference("TextureSegmentation"),
-            texture_segment_id=p.GetParameter("TextureSegmentID"),
-            texture_volume=p.GetNodeReference("TextureVolume"), preset=p.GetParameter("Preset"),
-            steps=int(p.GetParameter("Steps") or 0) or None, seed=int(p.GetParameter("Seed") or 0),
-            guidance=float(p.GetParameter("Guidance") or core.DEFAULT_GUIDANCE),
-            model_dir=p.GetParameter("ModelDir") or None)
+            operation=p.operation, input_volume=p.inputVolume, segmentation=p.segmentation,
+            segment_id=p.segmentID, texture_source=p.textureSource, texture_segmentation=p.textureSegmentation,
+            texture_segment_id=p.textureSegmentID, texture_volume=p.textureVolume, preset=p.preset,
+            steps=defaults.steps_value(p.steps), seed=p.seed, guidance=p.guidance, model_dir=p.modelDir or None)
 
     def _updateButtons(self):
-        p, running = self._parameterNode, self._job is not None
-        ready = (p is not None and p.GetNodeReference("InputVolume") is not None
-                 and bool(p.GetParameter("SegmentID")))
+        p, running = self._parameterNode, self.busy()
+        ready = p is not None and p.inputVolume is not None and bool(p.segmentID)
         self.ui.applyButton.enabled = ready and not running
         self.ui.cancelButton.enabled = running
         self.panel.updateButtons(running)
 
     # -- running ------------------------------------------------------------------------------------------------
     def busy(self):
-        return self._job is not None
+        return self.job is not None and self.job.busy
 
     def onApply(self):
-        if self._job is not None or not ensure_dependencies():
+        if self.busy() or not ensure_dependencies():
             return
         try:
             request = self.logic.prepare(self.parameters())
         except RadSynthError as exc:
-            slicer.util.errorDisplay(str(exc), windowTitle="TumorSynth")
+            slicer.util.errorDisplay(str(exc), windowTitle=MODULE)
             return
         self.startJob(self.logic, request, self._showSynthesis)
 
     def startJob(self, logic, request, done):
         """Run ``logic.execute`` in the background; on success ``logic.apply`` adds the nodes, then ``done(nodes)``."""
-        self._job, self._jobLogic, self._jobDone = core.BackgroundRun(logic, request), logic, done
-        self._job.start()
-        self.ui.progressBar.value = 0
-        self._timer.start()
-        self._updateButtons()
-
-    def onCancel(self):
-        if self._job is not None:
-            self._job.cancel.cancel()
-            self.ui.statusLabel.text = "Cancelling…"
-
-    def _poll(self):
-        job = self._job
-        if job is None:
-            self._timer.stop()
-            return
-        self.ui.progressBar.value = int(1000 * min(max(job.fraction, 0.0), 1.0))
-        if not job.cancel.cancelled:
-            self.ui.statusLabel.text = f"{job.stage} ({100 * job.fraction:.0f}%)"
-        if job.running:
-            return
-        self._timer.stop()
-        self._job = None
-        self._updateButtons()
-        self._finish(job)
-
-    def _finish(self, job):
-        if isinstance(job.error, CancelledError) or job.discard:
-            self.ui.statusLabel.text = "Cancelled; nothing was changed."
-            return
-        if job.error is not None:
-            if not isinstance(job.error, RadSynthError):
-                logging.error("TumorSynth failed", exc_info=job.error)
-            self.ui.statusLabel.text = "Failed; nothing was changed."
-            slicer.util.errorDisplay(str(job.error), windowTitle="TumorSynth")
-            return
-        try:
-            nodes = self._jobLogic.apply(job.request, job.result, slicer.mrmlScene)
-        except RadSynthError as exc:
-            slicer.util.errorDisplay(str(exc), windowTitle="TumorSynth")
-            return
-        self.ui.progressBar.value = 1000
-        self._jobDone(nodes)
+        self.job.start(logic, request, done)
 
     def _showSynthesis(self, nodes):
         slicer.util.setSliceViewerLayers(background=nodes["volume"], fit=False)
-        self.ui.statusLabel.text = f"Added '{nodes['volume'].GetName()}' (marked synthetic)."
+        self.ui.statusLabel.text = _("Added '{name}' (marked synthetic).").format(name=nodes["volume"].GetName())
 
 
 class TumorSynthTest(ScriptedLoadableModuleTest):
-    """Remove, synthesize, move and resize on the lung1 sample CT, as in Testing/mrml/test_tumorsynth_*.py."""
+    """Remove, synthesize, move and resize on the lung1 sample CT (from SampleData, checksums checked), as in
+    Testing/mrml/test_tumorsynth_*.py; results must land under the input's study."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -349,24 +280,30 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
 
     def test_remove_and_synthesize(self):
         from radsynth import mrml
-        from radsynth.sample_data import sample_path
-        from radsynth.volume import SYNTHETIC_KEY, read_volume
+        from radsynth.volume import SYNTHETIC_KEY
+        from RadSynthLib import results
 
-        self.delayDisplay("Loading lung1")
-        ct, label = read_volume(sample_path("lung1", "image")), read_volume(sample_path("lung1", "label"))
+        self.delayDisplay("Loading lung1 from SampleData")
+        sample_data.register()
+        node, tumor = sample_data.load("lung1")
         scene = slicer.mrmlScene
-        node = mrml.volume_to_node(ct, scene, "lung1")
+        ct = mrml.volume_from_node(node)
+        label = mrml.segment_to_mask(tumor, tumor.GetSegmentation().GetNthSegmentID(0), node)
+        sh = results.subject_hierarchy(scene)
+        study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "lung1 patient"), "lung1 study")
+        sh.SetItemParent(sh.GetItemByDataNode(node), study)
         seg = mrml.mask_to_segmentation_node(ct.with_array(self._nodule(ct, label)), scene, "nodule", "nodule", node)
         segment_id = seg.GetSegmentation().GetNthSegmentID(0)
         logic = TumorSynthLogic()
-        for operation, seg_name in ((core.REMOVE, "lung1 - removed region"),
-                                    (core.SYNTHESIZE, "lung1 - synthetic tumor")):
+        for operation, seg_name in ((defaults.REMOVE, "lung1 - removed region"),
+                                    (defaults.SYNTHESIZE, "lung1 - synthetic tumor")):
             self.delayDisplay(f"Running {operation}")
             out = logic.run(core.TumorSynthParameters(operation=operation, input_volume=node, segmentation=seg,
                                                       segment_id=segment_id, preset="lung1-tumor"))
             self.assertEqual(out["volume"].GetName(), "lung1 - synthetic")
             self.assertEqual(out["volume"].GetAttribute(SYNTHETIC_KEY), "1")
             self.assertEqual(out["segmentation"].GetName(), seg_name)
+            self.assertEqual(results.study_item(scene, out["volume"]), study)
             self.assertTrue((mrml.volume_from_node(node).array == ct.array).all())
         self.assertGreater(out["table"].GetTable().GetNumberOfRows(), 0)
         self.delayDisplay("Moving the nodule 10 mm up, then resizing the moved one")
@@ -381,4 +318,5 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
             operation=ops.RESIZE, input_volume=moved["volume"], segmentation=moved["segmentation"],
             segment_id=moved["segment_id"], shape={"volume_ml": 2.0}, steps=4))[0]
         self.assertEqual(resized["volume"].GetName(), "lung1 - moved - resized - synthetic")
+        self.assertEqual(results.study_item(scene, resized["volume"]), study)
         self.delayDisplay("Test passed")

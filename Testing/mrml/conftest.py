@@ -9,7 +9,8 @@ import pytest
 import slicer
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "TumorSynth"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "TumorSynth")]   # RadSynthLib and TumorSynthLib, as Slicer finds them
 
 from operations_support import NODULE_MM, ball, spacing  # noqa: E402
 from TumorSynthLib.operations import OperationsLogic  # noqa: E402

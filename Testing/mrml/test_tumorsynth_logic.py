@@ -15,8 +15,10 @@ slicer = pytest.importorskip("slicer")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "TumorSynth"))
 
+from RadSynthLib.jobs import BackgroundRun  # noqa: E402
+from RadSynthLib.workers import EngineRunner  # noqa: E402
 from TumorSynthLib.logic import (REMOVE, SYNTHESIZE, TEXTURE_PRESET, TEXTURE_SEGMENT,  # noqa: E402
-                                 BackgroundRun, EngineRunner, TumorSynthLogic, TumorSynthParameters)
+                                 TumorSynthLogic, TumorSynthParameters)
 
 from radsynth import mrml  # noqa: E402
 from radsynth.errors import CancelledError, InvalidImageError, InvalidMaskError, RadSynthError  # noqa: E402

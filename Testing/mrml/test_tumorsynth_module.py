@@ -1,4 +1,5 @@
-"""Static checks of the TumorSynth Slicer module: it compiles, its logic stays Qt-free, its resources are valid.
+"""Static checks of the TumorSynth Slicer module and the shared RadSynthLib: they compile, their logic stays Qt-free,
+their resources are valid, CMake lists every file.
 
 The widget itself needs the Slicer application and is exercised by ``TumorSynthTest`` inside Slicer.
 """
@@ -18,11 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "TumorSynth"
 LIB = MODULE / "TumorSynthLib"
 LOGIC = LIB / "logic.py"
+SHARED = ROOT / "RadSynthLib"
 #: Qt-free: importable with the slicer-core wheel, run by the CLI and tests
-QT_FREE = [LOGIC, LIB / "operations.py", LIB / "sliders.py"]
+QT_FREE = [LOGIC, LIB / "operations.py", LIB / "sliders.py", LIB / "defaults.py",
+           *(SHARED / f"{name}.py" for name in ("__init__", "jobs", "workers", "inputs", "results", "parameters",
+                                               "dependencies", "sample_data", "about"))]
 WIDGET = MODULE / "TumorSynth.py"
-#: the panel's Qt code: the module widget and the sections it delegates to
-PANEL = [WIDGET, LIB / "panel.py"]
+#: the panel's Qt code: the module widget, the sections it delegates to, the shared job widget
+PANEL = [WIDGET, LIB / "panel.py", SHARED / "widgets.py"]
 UI = MODULE / "Resources" / "UI" / "TumorSynth.ui"
 GUI_ONLY = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "PythonQt")
 
@@ -45,13 +49,35 @@ def _imports(tree: ast.AST) -> list[str]:
 
 @pytest.mark.parametrize("path", QT_FREE, ids=lambda p: p.name)
 def test_logic_is_qt_free_and_scene_free(path):
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _module_level(ast.parse(path.read_text(encoding="utf-8")))
     bad = [n for n in _imports(tree) if any(n == g or n.startswith(g + ".") for g in GUI_ONLY)]
     assert not bad, f"{path.name} imports GUI modules: {bad}"
-    # MRML is reached only through radsynth.mrml, never through the application's global scene
-    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    assert not attrs & {"mrmlScene", "app", "util"}
-    assert "slicer" not in {n.split(".")[0] for n in _imports(tree)}
+    # never the application's global scene or GUI helpers
+    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+             and n.value.id == "slicer"}
+    assert not attrs & {"mrmlScene", "app", "util", "modules"}, attrs
+    imported = {n.split(".")[0] for n in _imports(tree)}
+    assert not imported & {"SampleData", "PyTorchUtils"}
+    if path.parent == LIB:
+        # a module's logic reaches MRML only through radsynth.mrml and RadSynthLib
+        assert "slicer" not in imported
+    else:
+        # the shared library may use MRML classes of the slicer-core wheel (the subject hierarchy) and the
+        # translation function when Slicer is there, nothing else of the application
+        slicer_names = {n for n in _imports(tree) if n.split(".")[0] == "slicer"}
+        assert slicer_names <= {"slicer", "slicer.vtkMRMLSubjectHierarchyNode",
+                                "slicer.vtkMRMLSubjectHierarchyConstants", "slicer.i18n", "slicer.i18n.tr"}, \
+            slicer_names
+
+
+#: functions that run only inside the Slicer application, named so; their imports are checked by the Slicer tests
+SLICER_ONLY = {"ensure", "_install_torch", "_install", "register", "load"}
+
+
+def _module_level(tree: ast.Module) -> ast.Module:
+    """The file without its Slicer-only functions (dependencies.ensure, sample_data.register, ...)."""
+    body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in SLICER_ONLY)]
+    return ast.Module(body=body, type_ignores=[])
 
 
 def test_the_checker_catches_a_qt_import():
@@ -65,8 +91,24 @@ def test_widget_declares_module_metadata():
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     assert {"TumorSynth", "TumorSynthWidget", "TumorSynthLogic", "TumorSynthTest"} <= classes
     text = WIDGET.read_text(encoding="utf-8")
-    assert 'categories = ["Synthesis"]' in text and "synthetic" in text
-    assert "PyTorchUtilsLogic().installTorch(askConfirmation=True)" in text
+    assert 'translate("qSlicerAbstractCoreModule", "Image Synthesis")' in text
+    # dependencies the Slicer way, from the shared library: torch from the PyTorch extension, the rest pip_ensure
+    assert "dependencies.ensure(" in text
+    shared = (SHARED / "dependencies.py").read_text(encoding="utf-8")
+    assert "PyTorchUtils.PyTorchUtilsLogic()" in shared and "installTorch(askConfirmation=True" in shared
+    assert '"slicer.packaging"' in shared and "pip_ensure" in shared
+
+
+def test_widget_strings_are_translatable():
+    """User-facing texts of the panel code go through _() (slicer.i18n.tr), as Slicer's templates do."""
+    for path in PANEL:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert any(isinstance(n, ast.ImportFrom) and n.module == "slicer.i18n" for n in ast.walk(tree)), path.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "text"
+                                                     for t in node.targets)
+                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                assert node.value.value == "", f"{path.name}:{node.lineno}: untranslated label text"
 
 
 def test_ui_is_valid_designer_xml_with_the_panel_widgets():
@@ -138,8 +180,13 @@ def test_icons_and_cmake_list_every_file():
     python = sorted(str(p.relative_to(MODULE)) for p in MODULE.rglob("*.py") if "__pycache__" not in p.parts)
     for rel in (*python, "Resources/UI/TumorSynth.ui", "Resources/Icons/TumorSynth.png"):
         assert rel in cmake and (MODULE / rel).is_file(), rel
+    shared = (SHARED / "CMakeLists.txt").read_text(encoding="utf-8")
+    listed = re.search(r"set\(MODULE_PYTHON_SCRIPTS(.*?)\)", shared, re.S).group(1).split()
+    assert sorted(listed) == sorted(p.name for p in SHARED.glob("*.py")), "RadSynthLib/CMakeLists.txt"
+    assert "WITH_SUBDIR" in shared and "pyproject.toml" in shared
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for needle in ("project(RadSynth)", "find_package(Slicer", "include(${Slicer_USE_FILE})",
                    "add_subdirectory(TumorSynth)", "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR",
                    "include(${Slicer_EXTENSION_CPACK})"):
         assert needle in top, needle
+    assert top.index("add_subdirectory(RadSynthLib)") < top.index("add_subdirectory(TumorSynth)")

@@ -15,7 +15,8 @@ slicer = pytest.importorskip("slicer")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "TumorSynth"))
 
-from TumorSynthLib.logic import BackgroundRun, EngineRunner  # noqa: E402
+from RadSynthLib.jobs import BackgroundRun  # noqa: E402
+from RadSynthLib.workers import EngineRunner  # noqa: E402
 from TumorSynthLib.operations import (MOVE, PLACE, REMOVE, RESIZE, RETEXTURE, SHAPE_AROUND,  # noqa: E402
                                       SHAPE_INSIDE, SHAPE_PAINTED, TEXTURE_SLIDER_FEATURES, VARIANT_ETA,
                                       OperationsLogic, centroid_lps)
@@ -190,9 +191,9 @@ def test_retexture_keeps_the_mask(logic, scene, loaded, lung1):
 
     asked = {}
 
-    def spy(request, target, progress, cancel):
-        asked.update(source=dict(target), overrides=dict(request.texture_overrides))
-        return logic.runner(request, target, progress, cancel)
+    def spy(request, progress, cancel):
+        asked.update(source=dict(request.target), overrides=dict(request.texture_overrides))
+        return logic.runner(request, progress, cancel)
 
     [second] = logic.run(op_params(node, operation=RETEXTURE, segmentation=seg, segment_id=sid,
                                  texture_overrides={"firstorder_Mean": 80.0, "glcm_Contrast": 500.0}), runner=spy)
@@ -245,6 +246,14 @@ def test_variants_differ_by_seed_and_repeat_with_the_same_seed(logic, scene, loa
     first = logic.run(params)
     assert [o["volume"].GetName() for o in first] == ["lung1 - placed #1 - synthetic", "lung1 - placed #2 - synthetic"]
     assert [o["volume"].GetAttribute("RadSynth.Seed") for o in first] == ["7", "8"]
+    # grouped where Slicer users look: one subject-hierarchy folder beside the input holds both variants' nodes
+    from RadSynthLib import results
+
+    sh = results.subject_hierarchy(scene)
+    folders = {sh.GetItemParent(sh.GetItemByDataNode(o[k])) for o in first for k in ("volume", "segmentation")}
+    assert len(folders) == 1
+    folder = folders.pop()
+    assert sh.GetItemName(folder) == "lung1 - placed variants" and sh.GetItemParent(folder) == sh.GetSceneItemID()
     a, b = (array(o["volume"]) for o in first)
     assert not np.array_equal(a, b), "different seeds give different tumours"
     again = logic.run(params)
@@ -326,8 +335,8 @@ def test_cancel_changes_nothing(logic, scene, loaded, lung1, points):
     # cancelled after the first of two variants finished: the finished one is not added either
     token = CancelToken()
 
-    def cancel_after_first(request, target, progress, cancel):
-        result = logic.runner(request, target, progress, cancel)
+    def cancel_after_first(request, progress, cancel):
+        result = logic.runner(request, progress, cancel)
         token.cancel()
         return result
 

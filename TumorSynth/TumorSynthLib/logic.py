@@ -1,41 +1,41 @@
-"""TumorSynth logic: MRML nodes in, new MRML nodes out; no Qt, no ``slicer.mrmlScene``.
+"""TumorSynth logic: remove or synthesize a tumour on MRML nodes; no Qt, no ``slicer.mrmlScene``.
 
-The work is split in three phases so that the panel never blocks and MRML is only touched on the main thread:
-
-1. :meth:`TumorSynthLogic.prepare` (main thread) reads the nodes into :class:`~radsynth.volume.Volume` objects and
-   refuses bad input before anything slow starts;
-2. :meth:`TumorSynthLogic.execute` (any thread) measures the texture target and runs the pipeline, in process or
-   in the background worker; it never sees a node;
-3. :meth:`TumorSynthLogic.apply` (main thread) adds the results as new nodes; the input nodes are never modified.
+The three phases of a RadSynth job (``RadSynthLib.jobs``): :meth:`TumorSynthLogic.prepare` (main thread) reads the
+nodes and refuses bad input; :meth:`TumorSynthLogic.execute` (any thread) measures the texture target and runs the
+engine through the runner (in process or in the background worker); :meth:`TumorSynthLogic.apply` (main thread)
+adds the results as new nodes. What is TumorSynth's own lives here: its parameters, its request, the texture
+source, and the names and terminology of its outputs; the rest is RadSynthLib's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any, Callable, Optional
 
 from radsynth import mrml
-from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError, WorkerError
+from radsynth.errors import InvalidMaskError, RadSynthError
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import Volume, check_ct, synthetic_name
-from radsynth.pipelines import registry
-from radsynth.pipelines.tumor_ops import GUIDANCE
+from RadSynthLib import inputs, results
+from RadSynthLib.jobs import EngineRequest
+from RadSynthLib.workers import EngineRunner
 
+from .defaults import GUIDANCE, REMOVE, SEED, SYNTHESIZE, TEXTURE_PRESET, TEXTURE_SEGMENT
+
+MODULE = "TumorSynth"
 DEFAULT_GUIDANCE = GUIDANCE.default
-
-REMOVE, SYNTHESIZE = "remove", "synthesize"
 OPERATIONS = (REMOVE, SYNTHESIZE)
-TEXTURE_SEGMENT, TEXTURE_PRESET = "segment", "preset"
 TEXTURE_SOURCES = (TEXTURE_SEGMENT, TEXTURE_PRESET)
 
 TUMOR_COLOR = (0.9, 0.3, 0.2)
 REMOVED_COLOR = (0.3, 0.6, 0.9)
+TUMOR_SEGMENT = results.SegmentSpec("synthetic tumor", results.NEOPLASM, TUMOR_COLOR)
+REMOVED_SEGMENT = results.SegmentSpec("removed region", results.TISSUE, REMOVED_COLOR)
 
 
 @dataclasses.dataclass
 class TumorSynthParameters:
-    """What the user chose in the panel; node fields hold MRML nodes."""
+    """What the user chose in the panel; node fields hold MRML nodes. Defaults are the engine's declarations'."""
     operation: str = SYNTHESIZE
     input_volume: Any = None
     segmentation: Any = None
@@ -46,79 +46,37 @@ class TumorSynthParameters:
     texture_volume: Any = None           # None: the input volume
     preset: str = ""
     steps: Optional[int] = None          # None: the model's default
-    seed: int = 0
+    seed: int = SEED.default
     guidance: float = DEFAULT_GUIDANCE
     model_dir: Optional[str] = None      # None: the bundled models
 
 
 @dataclasses.dataclass
-class Request:
-    """Everything ``execute`` needs, as plain data: safe to hand to another thread or process."""
-    operation: str
-    image: Volume
-    mask: Volume
-    input_name: str
-    input_node_id: str
-    target: Optional[dict[str, float]] = None   # preset values; None when measured from a segment
+class Request(EngineRequest):
+    """Everything ``execute`` needs, as plain data; fields named like an option are offered to the engine."""
+    target: Optional[dict[str, float]] = None   # preset values now; measured from a segment in ``execute``
     texture_image: Optional[Volume] = None
     texture_mask: Optional[Volume] = None
     texture_label: str = ""
     steps: Optional[int] = None
-    seed: int = 0
+    seed: int = SEED.default
     guidance: float = DEFAULT_GUIDANCE
-    model_dir: Optional[str] = None
-
-    def engine_options(self, target: Optional[dict]) -> dict[str, Any]:
-        """What the engine's ``Runner`` takes for this operation (``target``: the measured texture)."""
-        names = registry.get(self.operation).option_names
-        return {k: v for k, v in self._option_values(target).items() if k in names and v is not None}
-
-    def _option_values(self, target: Optional[dict]) -> dict[str, Any]:
-        return {"target": target, "guidance": self.guidance, "steps": self.steps, "seed": self.seed}
 
 
-#: runner(request, target, progress, cancel) -> radsynth.result.Result
-Runner = Callable[[Request, Optional[dict], ProgressFn, CancelToken], Any]
+#: runner(request, progress, cancel) -> radsynth.result.Result (RadSynthLib.workers.EngineRunner by default)
+Runner = Callable[[Request, ProgressFn, CancelToken], Any]
 
 
-class EngineRunner:
-    """Runs a request (any operation, the panel's manipulations too) with ``radsynth.worker.Runner``: in
-    this process, or in the background worker.
-
-    One ``Runner`` per model folder keeps its models loaded between runs (loading takes seconds); choosing
-    another folder drops the old models first, since a model set can hold hundreds of MB.
-    """
-
-    def __init__(self, worker: bool = False, device: Optional[str] = None, client=None) -> None:
-        self.worker, self.device, self.client = worker, device, client
-        self._runner = None
-        self._model_dir: Optional[str] = None
-        self._lock = threading.Lock()
-
-    def _runner_for(self, model_dir: Optional[str]):
-        from radsynth.worker import Runner  # no torch here: the pipeline is imported where it runs
-
-        with self._lock:
-            if self._runner is None or model_dir != self._model_dir:
-                self.close()
-                self._runner = Runner(worker=self.worker, model_dir=model_dir, device=self.device,
-                                           client=self.client)
-                self._model_dir = model_dir
-            return self._runner
-
-    def __call__(self, request: Request, target: Optional[dict], progress: ProgressFn, cancel: CancelToken):
-        runner = self._runner_for(request.model_dir)
-        return runner(request.operation, request.image, request.mask, progress=progress, cancel=cancel,
-                      **request.engine_options(target))
-
-    def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+def engine_settings(operation: str, params: TumorSynthParameters, **more: Any) -> dict[str, Any]:
+    """The panel's engine settings, checked against the operation's declaration (types and ranges) now, on the
+    main thread, before anything slow starts."""
+    values = {"steps": params.steps or None, "seed": params.seed, "guidance": params.guidance, **more}
+    checked = inputs.check_options(operation, values)
+    return {k: checked.get(k, v) for k, v in values.items()}   # what the operation does not take stays as given
 
 
 class TumorSynthLogic:
-    """Remove or synthesize tumours on MRML nodes; ``runner`` decides where the pipeline runs."""
+    """Remove or synthesize tumours on MRML nodes; ``runner`` decides where the engine runs."""
 
     def __init__(self, runner: Optional[Runner] = None) -> None:
         self.runner = runner or EngineRunner()
@@ -127,12 +85,13 @@ class TumorSynthLogic:
     def prepare(self, params: TumorSynthParameters) -> Request:
         if params.operation not in OPERATIONS:
             raise RadSynthError(f"Unknown operation {params.operation!r}; choose remove or synthesize.")
-        image = read_input(params)
+        settings = engine_settings(params.operation, params)
+        image = inputs.read_volume(params.input_volume)
         node = params.input_volume
         mask = mrml.segment_to_mask(params.segmentation, params.segment_id, image)
         request = Request(operation=params.operation, image=image, mask=mask, input_name=node.GetName(),
-                          input_node_id=node.GetID(), steps=int(params.steps) if params.steps else None,
-                          seed=int(params.seed), guidance=float(params.guidance), model_dir=params.model_dir or None)
+                          input_node_id=node.GetID(), model_dir=params.model_dir or None,
+                          steps=settings["steps"], seed=settings["seed"], guidance=settings["guidance"])
         if params.operation == SYNTHESIZE:
             prepare_texture(params, request)
         return request
@@ -143,21 +102,17 @@ class TumorSynthLogic:
         progress = progress or no_progress
         cancel = cancel or CancelToken()
         cancel.check()
-        target = texture_target(request, progress, cancel) if request.operation == SYNTHESIZE else None
-        result = (runner or self.runner)(request, target, progress, cancel)
-        # a cancel that arrives as the pipeline finishes still means "change nothing"
+        if request.operation == SYNTHESIZE:
+            request = dataclasses.replace(request, target=texture_target(request, progress, cancel))
+        result = (runner or self.runner)(request, progress, cancel)
+        # a cancel that arrives as the engine finishes still means "change nothing"
         cancel.check()
         return result
 
     # -- phase 3: main thread -----------------------------------------------------------------------------------
     def apply(self, request: Request, result, scene) -> dict[str, Any]:
         """Add the result as new nodes: ``volume``, ``segmentation`` and (synthesis only) ``table``."""
-        name = request.input_name
-        if request.operation == REMOVE:
-            return add_result_nodes(request, result, scene, synthetic_name(name), f"{name} - removed region",
-                                    "removed region", REMOVED_COLOR)
-        return add_result_nodes(request, result, scene, synthetic_name(name), f"{name} - synthetic tumor",
-                                "synthetic tumor", TUMOR_COLOR, f"{name} - tumor features")
+        return results.add_result(scene, request, result, output(request))
 
     # -- all three, for scripts and tests -----------------------------------------------------------------------
     def run(self, params: TumorSynthParameters, progress: Optional[ProgressFn] = None,
@@ -167,127 +122,73 @@ class TumorSynthLogic:
         return self.apply(request, result, params.input_volume.GetScene())
 
 
-# -- shared by every TumorSynth operation (here and in operations.py) ---------------------------------------------
-def read_input(params: TumorSynthParameters) -> Volume:
-    """The input CT as a Volume, after the checks every operation needs; refuses before anything slow starts."""
-    node = params.input_volume
-    if node is None:
-        raise InvalidImageError("Select the CT volume to modify.")
-    if node.IsA("vtkMRMLLabelMapVolumeNode"):
-        raise InvalidImageError(f"'{node.GetName()}' is a label map; select the CT image itself.")
-    if node.GetScene() is None:
-        raise InvalidImageError(f"'{node.GetName()}' is not in the scene.")
-    if params.steps is not None and int(params.steps) < 1:
-        raise RadSynthError("The number of steps must be at least 1.")
-    if params.guidance < 0:
-        raise RadSynthError("The guidance strength cannot be negative.")
-    image = mrml.volume_from_node(node)
-    check_ct(image)
-    return image
+def output(request: Request) -> results.Output:
+    name = request.input_name
+    if request.operation == REMOVE:
+        return results.Output(synthetic_name(name), f"{MODULE} {request.operation}", f"{name} - removed region",
+                              REMOVED_SEGMENT)
+    return results.Output(synthetic_name(name), f"{MODULE} {request.operation}", f"{name} - synthetic tumor",
+                          TUMOR_SEGMENT, f"{name} - tumor features",
+                          table_attributes={"RadSynth.TextureSource": request.texture_label})
+
+
+# -- the texture source (also the sliders' start values) -----------------------------------------------------------
+@dataclasses.dataclass
+class TextureChoice:
+    """Where the texture comes from: a preset, or a segment of a CT (read from the scene on the main thread)."""
+    label: str
+    preset: Optional[str] = None
+    image: Optional[Volume] = None
+    mask: Optional[Volume] = None
+
+    def features(self) -> dict[str, float]:
+        """The target features (``radsynth.radiomics.texture_source``: the CLI's chooser too); measuring a segment
+        takes ~0.5 s."""
+        from radsynth.radiomics import texture_source
+
+        if self.preset is not None:
+            return texture_source(preset=self.preset)
+        return texture_source(image=self.image, mask=self.mask)
+
+
+def texture_choice(params: TumorSynthParameters, image: Optional[Volume] = None) -> TextureChoice:
+    """Read the texture source from the parameters; ``image``: the input CT already read, to spare a copy."""
+    if params.texture_source == TEXTURE_PRESET:
+        if not params.preset:
+            raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
+        return TextureChoice(f"preset {params.preset}", preset=params.preset)
+    if params.texture_source != TEXTURE_SEGMENT:
+        raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
+    volume_node = params.texture_volume or params.input_volume
+    segmentation = params.texture_segmentation or params.segmentation
+    if volume_node is None or segmentation is None or not params.texture_segment_id:
+        raise InvalidMaskError("Select the segment whose texture the new tumour should have.")
+    if volume_node is params.input_volume and image is not None:
+        texture_image = image   # no second copy of a large CT
+    else:
+        texture_image = mrml.volume_from_node(volume_node)
+        check_ct(texture_image)
+    mask = mrml.segment_to_mask(segmentation, params.texture_segment_id, texture_image)
+    segment = segmentation.GetSegmentation().GetSegment(params.texture_segment_id)
+    return TextureChoice(f"segment '{segment.GetName()}' of '{volume_node.GetName()}'", image=texture_image,
+                         mask=mask)
 
 
 def prepare_texture(params: TumorSynthParameters, request: Request) -> None:
     """Fill the request's texture source: preset values now, or the segment to measure in ``execute``."""
-    from radsynth import radiomics
-
-    if params.texture_source == TEXTURE_PRESET:
-        if not params.preset:
-            raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
-        request.target = radiomics.load_preset(params.preset)
-        request.texture_label = f"preset {params.preset}"
-    elif params.texture_source == TEXTURE_SEGMENT:
-        volume_node = params.texture_volume or params.input_volume
-        segmentation = params.texture_segmentation or params.segmentation
-        if not params.texture_segment_id:
-            raise InvalidMaskError("Select the segment whose texture the new tumour should have.")
-        if volume_node is params.input_volume:
-            request.texture_image = request.image  # no second copy of a large CT
-        else:
-            request.texture_image = mrml.volume_from_node(volume_node)
-            check_ct(request.texture_image)
-        request.texture_mask = mrml.segment_to_mask(segmentation, params.texture_segment_id, request.texture_image)
-        segment = segmentation.GetSegmentation().GetSegment(params.texture_segment_id)
-        request.texture_label = f"segment '{segment.GetName()}' of '{volume_node.GetName()}'"
+    choice = texture_choice(params, request.image)
+    request.texture_label = choice.label
+    if choice.preset is not None:
+        request.target = choice.features()
     else:
-        raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
+        request.texture_image, request.texture_mask = choice.image, choice.mask
 
 
 def texture_target(request: Request, progress: ProgressFn, cancel: CancelToken) -> dict[str, float]:
     """The preset's features, or those measured on the texture segment (slow: runs in ``execute``)."""
     if request.target is not None:
         return dict(request.target)
-    from radsynth import radiomics
-
     progress(0.0, "measuring texture")
-    target = radiomics.texture_features(request.texture_image, request.texture_mask)
+    target = TextureChoice(request.texture_label, image=request.texture_image, mask=request.texture_mask).features()
     cancel.check()
     return target
-
-
-def add_result_nodes(request: Request, result, scene, volume_name: str, segmentation_name: str,
-                     segment_name: str, color, table_name: Optional[str] = None) -> dict[str, Any]:
-    """New ``volume``, ``segmentation`` and (when named and the result has features) ``table`` nodes; all or none."""
-    if scene is None:
-        raise RadSynthError("There is no scene to add the result to.")
-    volume, mask = result.volume, result.mask
-    if not volume.same_grid(request.image) or not mask.same_grid(request.image):
-        raise WorkerError("The result does not lie on the input volume's grid; nothing was added.")
-    if not volume.is_synthetic:
-        volume.mark_synthetic(f"TumorSynth {request.operation}")
-    reference = scene.GetNodeByID(request.input_node_id)
-    if reference is not None and reference.GetName() != request.input_name:
-        reference = None  # the ID was reused by another node after the input was deleted
-    created: list = []
-    table = None
-    try:
-        created.append(mrml.volume_to_node(volume, scene, volume_name, reference=reference))
-        created.append(mrml.mask_to_segmentation_node(mask, scene, segmentation_name, segment_name, created[0],
-                                                      color))
-        if table_name and result.features is not None:
-            table = mrml.features_to_table_node(result.features, scene, table_name)
-            table.SetAttribute("RadSynth.TextureSource", request.texture_label)
-            created.append(table)
-    except Exception:
-        mrml.remove_nodes(scene, created)
-        raise
-    for node in created:
-        node.SetAttribute("RadSynth.SourceVolume", request.input_name)
-    return {"volume": created[0], "segmentation": created[1], "table": table}
-
-
-class BackgroundRun:
-    """``execute`` on a worker thread; the GUI polls ``fraction``/``stage``/``running`` from a timer.
-
-    Only plain data crosses the thread boundary, so nothing here needs Qt, and MRML stays on the main thread:
-    when ``running`` turns False, the caller passes ``result`` to ``apply`` (or shows ``error``).
-    """
-
-    def __init__(self, logic: TumorSynthLogic, request: Request) -> None:
-        self.request, self.cancel = request, CancelToken()
-        self.fraction, self.stage = 0.0, "starting"
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self.discard = False  # set when the scene closed meanwhile: the result has nowhere to go
-        self._thread = threading.Thread(target=self._run, args=(logic,), name="TumorSynth", daemon=True)
-
-    def start(self) -> "BackgroundRun":
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        self._thread.join(timeout)
-        return not self.running
-
-    def _progress(self, fraction: float, stage: str) -> None:
-        self.fraction, self.stage = fraction, stage
-
-    def _run(self, logic: TumorSynthLogic) -> None:
-        try:
-            self.result = logic.execute(self.request, self._progress, self.cancel)
-        except Exception as exc:  # noqa: BLE001 - reported on the main thread, which shows it to the user
-            self.error = exc
-

@@ -19,29 +19,30 @@ import numpy as np
 
 from radsynth import mrml
 from radsynth.errors import InvalidMaskError, RadSynthError, WorkerError
+from radsynth.geometry import physical_to_index, ras_to_lps
+from radsynth.pipelines import tumor_ops
 from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, texture_warnings
 from radsynth.progress import CancelToken, ProgressFn, no_progress
 from radsynth.volume import SYNTHETIC_SUFFIX, Volume, synthetic_name
+from RadSynthLib import inputs, results
+from RadSynthLib.workers import EngineRunner
 
-from .logic import (REMOVED_COLOR, TUMOR_COLOR, EngineRunner, Request, TumorSynthParameters, add_result_nodes,
-                    prepare_texture, read_input, texture_target)
+from .defaults import MAX_VARIANTS, VARIANT_ETA
+from .logic import (MODULE, REMOVED_SEGMENT, TUMOR_SEGMENT, Request, TumorSynthParameters, engine_settings,
+                    prepare_texture, texture_target)
 
-PLACE, REMOVE, MOVE, RESIZE, RETEXTURE = "place", "remove", "move", "resize", "retexture"
+PLACE, REMOVE, MOVE, RESIZE, RETEXTURE = (tumor_ops.PLACE.name, tumor_ops.REMOVE.name, tumor_ops.MOVE.name,
+                                          tumor_ops.RESIZE.name, tumor_ops.RETEXTURE.name)
 OPERATIONS = (PLACE, REMOVE, MOVE, RESIZE, RETEXTURE)
 #: engine shape modes: a generated shape at the point, or with a painted region: as drawn / inside / around it
-SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND = "generate", "painted", "inside", "around"
-SHAPE_MODES = (SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND)
-VOLUME = "volume_ml"
-MAX_VARIANTS = 20
-#: Variants must differ in texture too, not only in shape: the bridge sampler is deterministic at eta = 0.
-VARIANT_ETA = 1.0
-#: operation -> (word in the output names, segment name, colour)
-_OUTPUT = {PLACE: ("placed", "synthetic tumor", TUMOR_COLOR), MOVE: ("moved", "synthetic tumor", TUMOR_COLOR),
-           RESIZE: ("resized", "synthetic tumor", TUMOR_COLOR),
-           RETEXTURE: ("retextured", "synthetic tumor", TUMOR_COLOR),
-           REMOVE: ("removed", "removed region", REMOVED_COLOR)}
+SHAPE_MODES = tumor_ops.SHAPE_MODES
+SHAPE_GENERATE, SHAPE_PAINTED, SHAPE_INSIDE, SHAPE_AROUND = SHAPE_MODES
+SHAPE_FEATURES = tuple(o.name for o in tumor_ops.SHAPE_OPTIONS)
+VOLUME = SHAPE_FEATURES[0]
+#: operation -> (word in the output names, segment)
+_OUTPUT = {PLACE: ("placed", TUMOR_SEGMENT), MOVE: ("moved", TUMOR_SEGMENT), RESIZE: ("resized", TUMOR_SEGMENT),
+           RETEXTURE: ("retextured", TUMOR_SEGMENT), REMOVE: ("removed", REMOVED_SEGMENT)}
 _VERB = {REMOVE: "remove", MOVE: "move", RESIZE: "resize", RETEXTURE: "re-texture"}
-
 
 
 @dataclasses.dataclass
@@ -74,10 +75,9 @@ class OperationRequest(Request):
     eta: Optional[float] = None
     suffix: str = ""                       # " #k" for the k-th of several variants
 
-    def _option_values(self, target: Optional[dict]) -> dict[str, Any]:
-        return dict(super()._option_values(target), eta=self.eta, point_lps=self.point_lps,
-                    shift_lps=self.shift_lps, painted=self.painted, shape_mode=self.shape_mode, organ=self.organ,
-                    shape_features=self.shape_features, volume_ml=self.shape_features.get(VOLUME),
+    def option_values(self) -> dict[str, Any]:
+        # the engine's names for what the panel calls otherwise; empty means "not set"
+        return dict(super().option_values(), volume_ml=self.shape_features.get(VOLUME),
                     overrides=self.texture_overrides or None, others=self.others or None)
 
 
@@ -96,28 +96,16 @@ def point_lps(markups) -> tuple[float, float, float]:
         raise RadSynthError("Click a point in the image where the tumour should go (place a markups point).")
     ras = [0.0, 0.0, 0.0]
     markups.GetNthControlPointPositionWorld(0, ras)
-    # RAS and LPS differ in the sign of the first two axes (as in radsynth.mrml)
-    return -float(ras[0]), -float(ras[1]), float(ras[2])
+    return ras_to_lps(ras)
 
 
 def voxel_at(image: Volume, lps) -> tuple[int, int, int]:
     """(k, j, i) of the voxel containing a physical point; refuses points outside the image."""
-    d = np.asarray(image.direction, dtype=float).reshape(3, 3)
-    ijk = np.linalg.solve(d, np.asarray(lps, dtype=float) - np.asarray(image.origin)) / np.asarray(image.spacing)
-    kji = np.round(ijk[::-1]).astype(int)
-    if np.any(kji < 0) or np.any(kji >= np.asarray(image.shape)):
-        raise InvalidMaskError("The selected point is outside the image; click inside the CT volume.")
-    return tuple(int(v) for v in kji)
+    return physical_to_index(image, lps)
 
 
 def centroid_lps(mask: Volume) -> np.ndarray:
     return mask.index_to_physical(np.argwhere(mask.array > 0).mean(0)[None])[0]
-
-
-def _segment_mask(segmentation, segment_id: str, image: Volume, what: str) -> Volume:
-    if segmentation is None or not segment_id:
-        raise InvalidMaskError(f"Select {what}.")
-    return mrml.segment_to_mask(segmentation, segment_id, image)
 
 
 def _other_segments(params: "OperationParameters", image: Volume) -> list[Volume]:
@@ -168,19 +156,20 @@ class OperationsLogic:
         n = int(params.variants)
         if not 1 <= n <= MAX_VARIANTS:
             raise RadSynthError(f"Ask for between 1 and {MAX_VARIANTS} variants (got {n}).")
-        image = read_input(params)
-        node = params.input_volume
         eta = params.eta if params.eta is not None else (VARIANT_ETA if n > 1 else None)
+        settings = engine_settings(op, params, eta=eta)
+        image = inputs.read_volume(params.input_volume)
+        node = params.input_volume
         request = OperationRequest(
             operation=op, image=image, mask=None, input_name=node.GetName(), input_node_id=node.GetID(),
-            steps=int(params.steps) if params.steps else None, seed=int(params.seed),
-            guidance=float(params.guidance), model_dir=params.model_dir or None, eta=eta)
-        shape = _numbers(params.shape, (VOLUME, "shape_Sphericity", "shape_Elongation", "shape_Flatness"), "shape")
+            steps=settings["steps"], seed=settings["seed"], guidance=settings["guidance"],
+            model_dir=params.model_dir or None, eta=settings["eta"])
+        shape = _numbers(params.shape, SHAPE_FEATURES, "shape")
         if op == PLACE:
             self._prepare_place(params, request, shape)
         else:
-            request.mask = _segment_mask(params.segmentation, params.segment_id, image,
-                                         f"the tumour segment to {_VERB[op]}")
+            request.mask = inputs.read_segment(params.segmentation, params.segment_id, image,
+                                               f"the tumour segment to {_VERB[op]}")
         if op == MOVE:
             point = point_lps(params.point)
             voxel_at(image, point)
@@ -210,14 +199,14 @@ class OperationsLogic:
                 raise RadSynthError("Set the tumour volume (mL) with the volume slider.")
             request.shape_features = shape
         else:
-            request.painted = _segment_mask(params.painted_segmentation, params.painted_segment_id, image,
-                                            "the painted region (draw it with the Segment Editor)")
+            request.painted = inputs.read_segment(params.painted_segmentation, params.painted_segment_id, image,
+                                                  "the painted region (draw it with the Segment Editor)")
             where = tuple(int(v) for v in np.round(np.argwhere(request.painted.array > 0).mean(0)))
             # the generated shape takes the painted region's volume, not the slider's
             request.shape_features = {k: v for k, v in shape.items() if k != VOLUME}
         if params.organ_segment_id:
-            request.organ = _segment_mask(params.organ_segmentation or params.segmentation, params.organ_segment_id,
-                                          image, "the organ segment")
+            request.organ = inputs.read_segment(params.organ_segmentation or params.segmentation,
+                                                params.organ_segment_id, image, "the organ segment")
             if not request.organ.array[where]:
                 raise InvalidMaskError("The selected point is outside the selected organ; click inside the organ.")
 
@@ -237,7 +226,9 @@ class OperationsLogic:
             def span(fraction: float, stage: str, k=k) -> None:
                 progress((k + fraction) / n, f"variant {k + 1} of {n}: {stage}" if n > 1 else stage)
 
-            result = runner(request, target, span, cancel)
+            if target is not None:
+                request = dataclasses.replace(request, target=target)
+            result = runner(request, span, cancel)
             cancel.check()
             outcomes.append(_outcome(request, result))
         # a cancel that arrives as the pipeline finishes still means "change nothing"
@@ -248,29 +239,17 @@ class OperationsLogic:
     def apply(self, batch: list[OperationRequest], outcomes: list[Outcome], scene) -> list[dict[str, Any]]:
         """Per variant: new ``volume``, ``segmentation`` (+ its ``segment_id``), ``table`` (when the operation
         synthesized), with ``targets``, ``measured`` and ``warnings`` (requests beyond the model's training) for the
-        panel; all variants are added, or none."""
+        panel; all variants are added, or none. Several variants are grouped in one subject-hierarchy folder."""
         if len(outcomes) != len(batch):
             raise WorkerError("The run returned a different number of results than requested; nothing was added.")
-        added: list[dict] = []
-        try:
-            for request, outcome in zip(batch, outcomes):
-                word, segment_name, color = _OUTPUT[request.operation]
-                stem = f"{_base_name(request.input_name)} - {word}{request.suffix}"
-                seg_name = f"{stem} - {'removed region' if request.operation == REMOVE else 'tumor'}"
-                nodes = add_result_nodes(request, outcome.result, scene, synthetic_name(stem), seg_name,
-                                         segment_name, color, f"{stem} - features")
-                added.append(nodes)
-                for node in (nodes["volume"], nodes["segmentation"], nodes["table"]):
-                    if node is not None:
-                        node.SetAttribute("RadSynth.Operation", request.operation)
-                        node.SetAttribute("RadSynth.Seed", str(request.seed))
-                nodes.update(segment_id=nodes["segmentation"].GetSegmentation().GetNthSegmentID(0),
-                             targets=outcome.targets, measured=outcome.measured,
-                             warnings=texture_warnings(outcome.result.settings))
-        except Exception:
-            for nodes in added:
-                mrml.remove_nodes(scene, [nodes["volume"], nodes["segmentation"], nodes["table"]])
-            raise
+        items = [(request, outcome.result, output(request)) for request, outcome in zip(batch, outcomes)]
+        shown = [dict(targets=o.targets, measured=o.measured, warnings=texture_warnings(o.result.settings))
+                 for o in outcomes]
+        first = batch[0]
+        folder = f"{_base_name(first.input_name)} - {_OUTPUT[first.operation][0]} variants"
+        added = results.add_results(scene, items, folder)
+        for nodes, extra in zip(added, shown):
+            nodes.update(segment_id=nodes["segmentation"].GetSegmentation().GetNthSegmentID(0), **extra)
         return added
 
     # -- all three, for scripts and tests -----------------------------------------------------------------------
@@ -279,6 +258,17 @@ class OperationsLogic:
         batch = self.prepare(params)
         outcomes = self.execute(batch, progress, cancel, runner)
         return self.apply(batch, outcomes, params.input_volume.GetScene())
+
+
+def output(request: OperationRequest) -> results.Output:
+    word, segment = _OUTPUT[request.operation]
+    stem = f"{_base_name(request.input_name)} - {word}{request.suffix}"
+    tail = "removed region" if request.operation == REMOVE else "tumor"
+    return results.Output(synthetic_name(stem), f"{MODULE} {request.operation}", f"{stem} - {tail}", segment,
+                          f"{stem} - features", attributes={"RadSynth.Operation": request.operation,
+                                                            "RadSynth.Seed": str(request.seed)},
+                          table_attributes={"RadSynth.TextureSource": request.texture_label}
+                          if request.texture_label else {})
 
 
 def _outcome(request: OperationRequest, result) -> Outcome:

@@ -1,7 +1,8 @@
 """The Place, Shape, Texture sliders, Operations and Variants sections of the TumorSynth panel (the Qt side).
 
-Wiring only: widget values go to the module's parameter node; work goes to ``operations.OperationsLogic``
-(through the module widget's background job, so the GUI never blocks) and to ``sliders.ShapePreview``.
+Wiring only: widget values go to the module's typed parameter node (``TumorSynthParameterNode``, declared in
+``defaults.PARAMETERS``); work goes to ``operations.OperationsLogic`` (through the module widget's background job,
+so the GUI never blocks) and to ``sliders.ShapePreview``.
 """
 
 import dataclasses
@@ -10,18 +11,19 @@ import logging
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from radsynth.errors import RadSynthError
 
 from . import operations as ops
 from . import sliders
-from .logic import TEXTURE_PRESET
+from .defaults import FROM_PAINTED, FROM_POINT, TEXTURE_PRESET
 
 PREVIEW_DELAY_MS = 150   # a slider drag fires dozens of changes a second; preview once it pauses
-FROM_POINT, FROM_PAINTED = "point", "painted"
-#: parameter node defaults, merged into the module logic's
-DEFAULTS = {"PlaceFrom": FROM_POINT, "PaintedShape": ops.SHAPE_PAINTED, "Variants": "1", "Preview": "1",
-            **{f"Shape:{s.feature}": str(s.start) for s in sliders.SHAPE_SLIDERS}}
+
+
+def texture_name(feature):
+    return f"texture_{feature}"
 
 
 class OperationsPanel:
@@ -43,6 +45,7 @@ class OperationsPanel:
                                "firstorder_Entropy": ui.heterogeneityMeasuredLabel,
                                "glcm_Contrast": ui.contrastMeasuredLabel}
         self.specs = {s.feature: s for s in sliders.SHAPE_SLIDERS + sliders.TEXTURE_SLIDERS}
+        # ranges from the engine's declarations (shape) and the texture model's defaults (texture)
         for feature, slider in {**self.shapeSliders, **self.textureSliders}.items():
             spec = self.specs[feature]
             slider.minimum, slider.maximum, slider.decimals = spec.minimum, spec.maximum, spec.decimals
@@ -50,6 +53,7 @@ class OperationsPanel:
         ui.volumeSlider.maximum = sliders.VOLUME_STEPS
         volume = self.specs[ops.VOLUME]
         ui.volumeSpinBox.minimum, ui.volumeSpinBox.maximum = volume.minimum, volume.maximum
+        ui.variantsSpinBox.maximum = ops.MAX_VARIANTS
         ui.pointPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
 
         self._previewTimer = qt.QTimer()
@@ -92,31 +96,28 @@ class OperationsPanel:
     # -- parameter node -----------------------------------------------------------------------------------------
     def updateGUI(self, p):
         ui = self.ui
-        point = p.GetNodeReference("PointNode")
-        ui.pointSelector.setCurrentNode(point)
-        ui.pointPlaceWidget.setCurrentNode(point)
-        self._observePoint(point)
-        ui.paintedSegmentSelector.setCurrentNode(p.GetNodeReference("PaintedSegmentation"))
-        ui.paintedSegmentSelector.setCurrentSegmentID(p.GetParameter("PaintedSegmentID"))
-        ui.organSegmentSelector.setCurrentNode(p.GetNodeReference("OrganSegmentation"))
-        ui.organSegmentSelector.setCurrentSegmentID(p.GetParameter("OrganSegmentID"))
-        painted = p.GetParameter("PlaceFrom") == FROM_PAINTED
+        ui.pointSelector.setCurrentNode(p.pointNode)
+        ui.pointPlaceWidget.setCurrentNode(p.pointNode)
+        self._observePoint(p.pointNode)
+        ui.paintedSegmentSelector.setCurrentNode(p.paintedSegmentation)
+        ui.paintedSegmentSelector.setCurrentSegmentID(p.paintedSegmentID)
+        ui.organSegmentSelector.setCurrentNode(p.organSegmentation)
+        ui.organSegmentSelector.setCurrentSegmentID(p.organSegmentID)
+        painted = p.placeFrom == FROM_PAINTED
         ui.placePaintedRadioButton.checked, ui.placeAtPointRadioButton.checked = painted, not painted
-        mode = p.GetParameter("PaintedShape")
-        ui.useShapeRadioButton.checked = mode == ops.SHAPE_PAINTED
-        ui.insideRadioButton.checked = mode == ops.SHAPE_INSIDE
-        ui.aroundRadioButton.checked = mode == ops.SHAPE_AROUND
+        ui.useShapeRadioButton.checked = p.paintedShape == ops.SHAPE_PAINTED
+        ui.insideRadioButton.checked = p.paintedShape == ops.SHAPE_INSIDE
+        ui.aroundRadioButton.checked = p.paintedShape == ops.SHAPE_AROUND
         for w in (ui.paintedLabel, ui.paintedSegmentSelector, ui.useShapeRadioButton, ui.insideRadioButton,
                   ui.aroundRadioButton):
             w.enabled = painted
-        volume = float(p.GetParameter(f"Shape:{ops.VOLUME}") or sliders.DEFAULT_VOLUME_ML)
+        volume = getattr(p, ops.VOLUME)
         ui.volumeSpinBox.value = volume
         ui.volumeSlider.value = sliders.position_from_volume(volume)
         for feature, slider in self.shapeSliders.items():
-            slider.value = float(p.GetParameter(f"Shape:{feature}") or self.specs[feature].start)
-        texture = {f: float(p.GetParameter(f"Texture:{f}")) for f in self.textureSliders
-                   if p.GetParameter(f"Texture:{f}")}
-        model_dir = p.GetParameter("ModelDir") or None
+            slider.value = getattr(p, feature)
+        texture = {f: getattr(p, texture_name(f)) for f in self.textureSliders} if p.textureSlidersSet else {}
+        model_dir = p.modelDir or None
         # limits first: the model's training range, holding the stored values so that none is clipped
         for feature, (low, high) in sliders.texture_limits(model_dir, texture).items():
             self.textureSliders[feature].minimum, self.textureSliders[feature].maximum = low, high
@@ -125,48 +126,46 @@ class OperationsPanel:
         note = sliders.unfollowed_note(model_dir)
         self.ui.textureResponseLabel.text = note
         self.ui.textureResponseLabel.visible = bool(note)
-        ui.previewCheckBox.checked = p.GetParameter("Preview") != "0"
-        ui.variantsSpinBox.value = int(p.GetParameter("Variants") or 1)
+        ui.previewCheckBox.checked = p.preview
+        ui.variantsSpinBox.value = p.variants
 
     def updateParameterNode(self, p):
         ui = self.ui
-        p.SetNodeReferenceID("PointNode", ui.pointSelector.currentNodeID)
-        p.SetNodeReferenceID("PaintedSegmentation", ui.paintedSegmentSelector.currentNodeID())
-        p.SetParameter("PaintedSegmentID", ui.paintedSegmentSelector.currentSegmentID() or "")
-        p.SetNodeReferenceID("OrganSegmentation", ui.organSegmentSelector.currentNodeID())
-        p.SetParameter("OrganSegmentID", ui.organSegmentSelector.currentSegmentID() or "")
-        p.SetParameter("PlaceFrom", FROM_PAINTED if ui.placePaintedRadioButton.checked else FROM_POINT)
-        p.SetParameter("PaintedShape", ops.SHAPE_INSIDE if ui.insideRadioButton.checked else
-                       ops.SHAPE_AROUND if ui.aroundRadioButton.checked else ops.SHAPE_PAINTED)
-        p.SetParameter(f"Shape:{ops.VOLUME}", str(ui.volumeSpinBox.value))
+        p.pointNode = ui.pointSelector.currentNode()
+        p.paintedSegmentation = ui.paintedSegmentSelector.currentNode()
+        p.paintedSegmentID = ui.paintedSegmentSelector.currentSegmentID() or ""
+        p.organSegmentation = ui.organSegmentSelector.currentNode()
+        p.organSegmentID = ui.organSegmentSelector.currentSegmentID() or ""
+        p.placeFrom = FROM_PAINTED if ui.placePaintedRadioButton.checked else FROM_POINT
+        p.paintedShape = (ops.SHAPE_INSIDE if ui.insideRadioButton.checked else
+                          ops.SHAPE_AROUND if ui.aroundRadioButton.checked else ops.SHAPE_PAINTED)
+        setattr(p, ops.VOLUME, float(ui.volumeSpinBox.value))
         for feature, slider in self.shapeSliders.items():
-            p.SetParameter(f"Shape:{feature}", str(slider.value))
-        if p.GetParameter("TextureSlidersSet") == "1":
+            setattr(p, feature, float(slider.value))
+        if p.textureSlidersSet:
             for feature, slider in self.textureSliders.items():
-                p.SetParameter(f"Texture:{feature}", str(slider.value))
-        p.SetParameter("Preview", "1" if ui.previewCheckBox.checked else "0")
-        p.SetParameter("Variants", str(ui.variantsSpinBox.value))
+                setattr(p, texture_name(feature), float(slider.value))
+        p.preview = bool(ui.previewCheckBox.checked)
+        p.variants = int(ui.variantsSpinBox.value)
 
     def parameters(self, operation):
         p, base = self.widget._parameterNode, self.widget.parameters()
-        shape = {f: float(p.GetParameter(f"Shape:{f}")) for f in (ops.VOLUME, *self.shapeSliders)}
-        overrides = ({f: float(p.GetParameter(f"Texture:{f}")) for f in self.textureSliders}
-                     if p.GetParameter("TextureSlidersSet") == "1" else {})
-        from_painted = operation == ops.PLACE and p.GetParameter("PlaceFrom") == FROM_PAINTED
+        shape = {f: float(getattr(p, f)) for f in ops.SHAPE_FEATURES}
+        overrides = ({f: float(getattr(p, texture_name(f))) for f in self.textureSliders}
+                     if p.textureSlidersSet else {})
+        from_painted = operation == ops.PLACE and p.placeFrom == FROM_PAINTED
         values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-        values.update(operation=operation, point=p.GetNodeReference("PointNode"),
-                      painted_segmentation=p.GetNodeReference("PaintedSegmentation"),
-                      painted_segment_id=p.GetParameter("PaintedSegmentID"),
-                      shape_mode=p.GetParameter("PaintedShape") if from_painted else ops.SHAPE_GENERATE,
-                      organ_segmentation=p.GetNodeReference("OrganSegmentation"),
-                      organ_segment_id=p.GetParameter("OrganSegmentID"), shape=shape, texture_overrides=overrides,
-                      variants=int(p.GetParameter("Variants") or 1))
+        values.update(operation=operation, point=p.pointNode, painted_segmentation=p.paintedSegmentation,
+                      painted_segment_id=p.paintedSegmentID,
+                      shape_mode=p.paintedShape if from_painted else ops.SHAPE_GENERATE,
+                      organ_segmentation=p.organSegmentation, organ_segment_id=p.organSegmentID, shape=shape,
+                      texture_overrides=overrides, variants=p.variants)
         return ops.OperationParameters(**values)
 
     def updateButtons(self, running):
         p = self.widget._parameterNode
-        has_input = p is not None and p.GetNodeReference("InputVolume") is not None
-        has_tumor = has_input and bool(p.GetParameter("SegmentID"))
+        has_input = p is not None and p.inputVolume is not None
+        has_tumor = has_input and bool(p.segmentID)
         self.ui.placeButton.enabled = has_input and not running
         for button in (self.ui.removeTumorButton, self.ui.moveButton, self.ui.resizeButton,
                        self.ui.retextureButton):
@@ -197,21 +196,20 @@ class OperationsPanel:
 
     def updatePreview(self):
         p = self.widget._parameterNode
-        if p is None or p.GetParameter("Preview") == "0" or self.widget.busy():
+        if p is None or not p.preview or self.widget.busy():
             self.preview.clear()
             return
         if importlib.util.find_spec("torch") is None:
             return  # a slider must not start installing packages; Place asks for them
-        at_point = p.GetParameter("PlaceFrom") != FROM_PAINTED
+        at_point = p.placeFrom != FROM_PAINTED
         shape = self.parameters(ops.PLACE).shape
         try:
-            state = self.preview.update(shape, int(p.GetParameter("Seed") or 0), p.GetNodeReference("InputVolume"),
-                                        p.GetNodeReference("PointNode") if at_point else None)
+            state = self.preview.update(shape, p.seed, p.inputVolume, p.pointNode if at_point else None)
         except RadSynthError as exc:
-            self.ui.statusLabel.text = f"Preview: {exc}"
+            self.ui.statusLabel.text = _("Preview: {message}").format(message=exc)
             return
         self.showMeasured(shape, state.measured, "preview")
-        self.ui.statusLabel.text = f"Preview: {state.error}" if state.error else ""
+        self.ui.statusLabel.text = _("Preview: {message}").format(message=state.error) if state.error else ""
 
     def showMeasured(self, targets, measured, source):
         for feature, label in self.measuredLabels.items():
@@ -234,7 +232,7 @@ class OperationsPanel:
     def resetTexture(self, onlyIfUnset=False):
         """Texture sliders back to the texture source's values (a preset, or measured on a segment)."""
         p = self.widget._parameterNode
-        if p is None or (onlyIfUnset and p.GetParameter("TextureSlidersSet") == "1"):
+        if p is None or (onlyIfUnset and p.textureSlidersSet):
             return
         params = self.widget.parameters()
         if params.texture_source != TEXTURE_PRESET and importlib.util.find_spec("radiomics") is None:
@@ -242,12 +240,12 @@ class OperationsPanel:
         try:
             values = sliders.texture_source_values(params)
         except RadSynthError:
-            p.SetParameter("TextureSlidersSet", "0")  # no source yet: runs use the source as it will be
+            p.textureSlidersSet = False  # no source yet: runs use the source as it will be
             return
         wasModified = p.StartModify()
-        p.SetParameter("TextureSlidersSet", "1")
+        p.textureSlidersSet = True
         for feature, value in values.items():
-            p.SetParameter(f"Texture:{feature}", str(value))  # updateGUI widens the slider's limits to hold it
+            setattr(p, texture_name(feature), value)  # updateGUI widens the slider's limits to hold it
         p.EndModify(wasModified)
 
     # -- running ------------------------------------------------------------------------------------------------
@@ -268,12 +266,13 @@ class OperationsPanel:
         first = outputs[0]
         p = self.widget._parameterNode
         wasModified = p.StartModify()
-        p.SetNodeReferenceID("InputVolume", first["volume"].GetID())
-        p.SetNodeReferenceID("Segmentation", first["segmentation"].GetID())
-        p.SetParameter("SegmentID", first["segment_id"])
+        p.inputVolume = first["volume"]
+        p.segmentation = first["segmentation"]
+        p.segmentID = first["segment_id"]
         p.EndModify(wasModified)
         self.showMeasured(first["targets"], first["measured"], "result")
         slicer.util.setSliceViewerLayers(background=first["volume"], fit=False)
         names = ", ".join(f"'{o['volume'].GetName()}'" for o in outputs)
-        self.ui.statusLabel.text = " ".join([f"Added {names} (marked synthetic)."] + first["warnings"])
+        message = _("Added {names} (marked synthetic).").format(names=names)
+        self.ui.statusLabel.text = " ".join([message] + first["warnings"])
         logging.info("TumorSynth %s: %s", outputs[0]["volume"].GetAttribute("RadSynth.Operation"), names)

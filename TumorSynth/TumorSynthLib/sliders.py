@@ -16,9 +16,11 @@ from typing import Optional
 
 from radsynth import mrml
 from radsynth.errors import RadSynthError
+from radsynth.pipelines.registry import Option
 from radsynth.volume import Volume
 
-from .logic import TEXTURE_PRESET, TEXTURE_SEGMENT, TumorSynthParameters
+from .defaults import SHAPE_OPTIONS
+from .logic import TumorSynthParameters, texture_choice
 from .operations import TEXTURE_SLIDER_FEATURES, VOLUME, point_lps
 
 
@@ -32,12 +34,15 @@ class Slider:
     start: float = 0.0     # before a model or texture source says better
 
 
-DEFAULT_VOLUME_ML = 4.0
-#: the volume slider stops at a size whose extent still fits the demo texture model's 96 mm box
-SHAPE_SLIDERS = (Slider(VOLUME, "Volume (mL)", 0.1, 100.0, 2, DEFAULT_VOLUME_ML),
-                 Slider("shape_Sphericity", "Sphericity", 0.3, 1.0, 2, 0.8),
-                 Slider("shape_Elongation", "Elongation", 0.2, 1.0, 2, 0.75),
-                 Slider("shape_Flatness", "Flatness", 0.1, 1.0, 2, 0.6))
+def shape_slider(option: Option, decimals: int = 2) -> Slider:
+    """A shape slider as the engine declares the option: its range and its default start."""
+    label = option.help.split(" (")[0] + (f" ({option.unit})" if option.unit else "")
+    return Slider(option.name, label, option.min, option.max, decimals, option.default)
+
+
+#: the engine's shape options (radsynth.pipelines.tumor_ops.SHAPE_OPTIONS: volume, sphericity, elongation, flatness)
+SHAPE_SLIDERS = tuple(shape_slider(o) for o in SHAPE_OPTIONS)
+DEFAULT_VOLUME_ML = SHAPE_SLIDERS[0].start
 #: texture slider limits for a model card without a training range; a card's range replaces them
 _TEXTURE_LOOK = {"firstorder_Mean": ("Mean intensity (HU)", -500.0, 300.0, 0),
                  "firstorder_Entropy": ("Heterogeneity", 0.0, 7.0, 2),
@@ -67,23 +72,9 @@ def shape_defaults(shape_model, volume_ml: float = DEFAULT_VOLUME_ML) -> dict[st
 
 
 def texture_source_values(params: TumorSynthParameters) -> dict[str, float]:
-    """The texture sliders' start values: the preset's, or measured on the texture segment (main thread, ~0.5 s)."""
-    from radsynth import radiomics
-
-    if params.texture_source == TEXTURE_PRESET:
-        if not params.preset:
-            raise RadSynthError("Choose a texture preset, or take the texture from a segment.")
-        values = radiomics.load_preset(params.preset)
-    elif params.texture_source == TEXTURE_SEGMENT:
-        volume_node = params.texture_volume or params.input_volume
-        segmentation = params.texture_segmentation or params.segmentation
-        if volume_node is None or segmentation is None or not params.texture_segment_id:
-            raise RadSynthError("Select the segment whose texture the new tumour should have.")
-        image = mrml.volume_from_node(volume_node)
-        values = radiomics.texture_features(image, mrml.segment_to_mask(segmentation, params.texture_segment_id,
-                                                                         image))
-    else:
-        raise RadSynthError(f"Unknown texture source {params.texture_source!r}; choose segment or preset.")
+    """The texture sliders' start values: the preset's, or measured on the texture segment (main thread, ~0.5 s);
+    the same texture source a run uses (``logic.texture_choice``)."""
+    values = texture_choice(params).features()
     return {k: float(values[k]) for k in TEXTURE_SLIDER_FEATURES}
 
 
