@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from radsynth.errors import ModelError
-from radsynth.processes.ve_sde import VESDE, GaussianScore, dsm_loss
+from radsynth.processes.ve_sde import VESDE, GaussianScore, dsm_loss, sample_training_sigmas
 
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)
@@ -138,3 +138,42 @@ def test_dsm_loss_is_minimised_by_the_true_score():
     naive = GaussianScore(torch.zeros(3), eye)       # data assumed N(0, I)
     assert loss(naive) > true + 0.01
     assert loss(lambda x, s: -x / s.view(-1, 1, 1, 1) ** 2) > true   # the score of pure noise
+
+
+# -- per-channel levels (clean known channels) -------------------------------------------------------------------
+def test_training_levels_draw_ascii_patterns_with_clean_known_channels():
+    sde = VESDE(0.001, 68.0)
+    sigmas, generated = sample_training_sigmas(sde, 4000, 3, conditional=0.5,
+                                               generator=torch.Generator().manual_seed(3))
+    assert sigmas.shape == (4000, 3) and generated.shape == (4000, 3)
+    assert torch.allclose(sigmas[~generated], torch.tensor(0.001))
+    patterns = {tuple(row.tolist()) for row in (~generated)}
+    # nothing known (unconditional), or a block at either end: the slices already there, or K = 3's single seed
+    assert patterns == {(False, False, False), (True, False, False), (True, True, False), (False, False, True),
+                        (False, True, True)}
+    conditional = (~generated).any(1).float().mean()
+    assert float(conditional) == pytest.approx(0.5, abs=0.03)
+    for row_s, row_g in zip(sigmas[:50], generated[:50]):               # generated channels share one level
+        assert len(set(row_s[row_g].tolist())) == 1
+    never = sample_training_sigmas(sde, 100, 2, conditional=0.0)[1]
+    assert bool(never.all())
+
+
+def test_dsm_loss_with_clean_channels_is_minimised_by_the_conditional_score():
+    """With known channels clean, the loss on the generated channel prefers the score that knows they are clean
+    (per-channel levels) to the one that treats every channel as equally noisy (what replacement assumes)."""
+    g = _gaussian(2)
+    sde = VESDE(0.001, 68.0)
+    gen = torch.Generator().manual_seed(4)
+    x0 = g.sample((256, 2, 8, 8), gen)
+    sigmas, generated = sample_training_sigmas(sde, 256, 2, conditional=1.0, generator=gen)
+    noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+
+    def loss(score) -> float:
+        return float(dsm_loss(score, x0, sde, sigma=sigmas.double(), noise=noise, generated=generated))
+
+    exact = loss(g)
+    uniform = loss(lambda x, s: g(x, s.max(dim=1).values))
+    assert exact < uniform - 0.01
+    scaled = [loss(lambda x, s, a=a: a * g(x, s)) for a in (0.9, 1.1)]
+    assert min(scaled) > exact

@@ -21,13 +21,16 @@ import torch
 
 from ..errors import ModelError
 
-#: score(x, sigma) -> ∇_x log p_σ(x), sigma of shape (B,)
+#: score(x, sigma) -> ∇_x log p_σ(x); sigma (B,) one level per sample, or (B, K) one per channel
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) → (B, 1, 1, …) broadcastable against ``like``."""
-    return values.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    """(B,) → (B, 1, 1, …), or per channel (B, K) → (B, K, 1, …), broadcastable against ``like``."""
+    values = values.to(like.device, like.dtype)
+    if values.dim() == 2:
+        return values.view(*values.shape, *([1] * (like.dim() - 2)))
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class VESDE:
@@ -85,7 +88,7 @@ class VESDE:
     # -- forward process --------------------------------------------------------------------------------------------
     @staticmethod
     def perturb(x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """x_σ = x_0 + σ z, ``sigma`` one per sample (B,)."""
+        """x_σ = x_0 + σ z, ``sigma`` one per sample (B,) or per sample and channel (B, K)."""
         return x0 + _per_sample(sigma, x0) * noise
 
     def sample_sigma(self, batch: int, generator: Optional[torch.Generator] = None,
@@ -100,28 +103,62 @@ class VESDE:
         return (torch.randn(shape, generator=generator, dtype=dtype) * self.sigma_max).to(device)
 
 
+def sample_training_sigmas(sde: VESDE, batch: int, channels: int, conditional: float = 0.5,
+                           generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel training levels (B, K) and the generated channels (B, K) bool.
+
+    With probability 1 − ``conditional`` every channel shares one log-uniform level (the thesis's unconditional
+    model). Otherwise an ASCII pattern is drawn — a block of 1 … K−1 channels at one end of the stack (the slices
+    already there when growing up or down, or the single seed of K = 3's first step) — and those channels are
+    clean (σ_min) while the rest share the level: the network then learns the conditional score the fast sampler
+    needs. Clean channels are left out of the loss (:func:`dsm_loss` ``generated``): they are never sampled.
+    """
+    if not 0.0 <= conditional <= 1.0:
+        raise ValueError(f"conditional must be in [0, 1], got {conditional}")
+    level = sde.sample_sigma(batch, generator)
+    sigmas = level[:, None].repeat(1, channels)
+    generated = torch.ones(batch, channels, dtype=torch.bool)
+    if channels < 2 or conditional == 0.0:
+        return sigmas, generated
+    patterns = [list(range(n)) for n in range(1, channels)] + [list(range(channels - n, channels))
+                                                                for n in range(1, channels)]
+    chosen = torch.rand(batch, generator=generator) < conditional
+    which = torch.randint(len(patterns), (batch,), generator=generator)
+    for b in torch.nonzero(chosen).flatten().tolist():
+        known = patterns[int(which[b])]
+        sigmas[b, known] = sde.sigma_min
+        generated[b, known] = False
+    return sigmas, generated
+
+
 def dsm_loss(score: ScoreFn, x0: torch.Tensor, sde: VESDE, generator: Optional[torch.Generator] = None,
-             sigma: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+             sigma: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
+             generated: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Denoising score matching with λ(σ) = σ²: mean over batch and pixels of (σ s(x_0 + σ z, σ) + z)².
 
     The target of s is ∇ log N(x_σ; x_0, σ²) = −z/σ, so the loss is λ(σ) ||s − (−z/σ)||² with λ = σ²; its minimiser
-    over all functions is the score of the σ-perturbed data marginal. ``sigma``/``noise`` may be given to evaluate the
-    loss on fixed draws (common random numbers when comparing score models).
+    over all functions is the score of the σ-perturbed data marginal. ``sigma`` (B,) or per channel (B, K) and
+    ``noise`` may be given to evaluate the loss on fixed draws (common random numbers when comparing models);
+    ``generated`` (B, K) bool restricts the mean to those channels.
     """
     if sigma is None:
         sigma = sde.sample_sigma(x0.shape[0], generator).to(x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    sigma = sigma.to(x0.device)
     x = VESDE.perturb(x0, sigma, noise)
-    residual = _per_sample(sigma, x0) * score(x, sigma.to(x0.device)) + noise
-    return residual.pow(2).mean()
+    residual = (_per_sample(sigma, x0) * score(x, sigma) + noise).pow(2)
+    if generated is None:
+        return residual.mean()
+    weight = _per_sample(generated.to(x0.dtype), x0).expand_as(residual)
+    return (residual * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 class GaussianScore:
     """Exact score of N(μ, Σ) over the K channels of each pixel (pixels independent), perturbed to σ.
 
-    s(x, σ) = −(Σ + σ² I)⁻¹ (x − μ). Used as the "perfect network" in tests: with it a correct sampler must
-    reproduce the Gaussian, and a correct inpainter its conditional distributions.
+    s(x, σ) = −(Σ + diag(σ²))⁻¹ (x − μ), σ one level per sample or one per channel. Used as the "perfect network"
+    in tests: with it a correct sampler must reproduce the Gaussian, and a correct inpainter its conditionals.
     """
 
     def __init__(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
@@ -138,12 +175,12 @@ class GaussianScore:
         return self.mean.numel()
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``sigma``: one level per sample (B,) or one per sample and channel (B, K)."""
         self.calls += 1
-        sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
-        if sigma.numel() == 1:
-            sigma = sigma.expand(x.shape[0])
-        eye = torch.eye(self.channels, dtype=torch.float64)
-        precision = torch.linalg.inv(self.cov + sigma.view(-1, 1, 1) ** 2 * eye)       # (B, K, K)
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        if sigma.dim() <= 1:
+            sigma = sigma.reshape(-1, 1).expand(x.shape[0], self.channels)
+        precision = torch.linalg.inv(self.cov + torch.diag_embed(sigma ** 2))       # (B, K, K)
         centred = x.double() - self.mean.view(1, -1, *([1] * (x.dim() - 2)))
         return -torch.einsum("bij,bj...->bi...", precision, centred).to(x.dtype)
 
