@@ -1,3 +1,3 @@
-from .cli import app
+from .console import main
 
-app(prog_name="radsynth")
+main()

@@ -27,3 +27,8 @@ class WorkerError(RadSynthError):
 
 class InvalidOptionError(RadSynthError):
     """An option value is of the wrong type or outside its range."""
+
+
+class OutputError(RadSynthError):
+    """A result could not be written where asked (a folder that cannot be written, a full disk, a name that is
+    an input); nothing new was left behind."""

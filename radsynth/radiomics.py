@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import json
 import logging
@@ -248,8 +249,24 @@ def load_preset(name: str) -> dict[str, float]:
     return dict(presets[name])
 
 
-def load_features_json(path: Union[str, Path]) -> dict[str, float]:
-    """Read ``{name: value}`` or ``{"features": {name: value}, "params_version": ...}`` written by a user."""
+def unknown_names_message(unknown: Iterable[str], known: Iterable[str], where: str) -> str:
+    """``where``: these names are not features, each with the closest known name when one is close."""
+    known = list(known)
+    unknown = list(unknown)
+    parts = []
+    for name in unknown[:8]:
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        parts.append(f"{name!r} (did you mean {close[0]}?)" if close else repr(name))
+    more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+    return (f"{where}: unknown texture feature name(s) {', '.join(parts)}{more}. Names are pyradiomics' "
+            "(class_Feature, e.g. firstorder_Mean); list them with `radsynth presets --show`.")
+
+
+def load_features_json(path: Union[str, Path], names: Optional[Iterable[str]] = None) -> dict[str, float]:
+    """Read ``{name: value}`` or ``{"features": {name: value}, "params_version": ...}`` written by a user.
+
+    Every name must be one of ``names`` (default: the texture features RadSynth measures); a misspelled one is
+    refused with the close match, since a silently ignored feature would leave the texture at the source's value."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -269,7 +286,20 @@ def load_features_json(path: Union[str, Path]) -> dict[str, float]:
            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
     if bad:
         raise RadSynthError(f"{path.name}: these features are not finite numbers: {', '.join(map(str, bad))}.")
+    known = list(names) if names is not None else texture_feature_names()
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise RadSynthError(unknown_names_message(unknown, known, path.name))
     return {str(k): float(v) for k, v in data.items()}
+
+
+def outside_range_warnings(features: Mapping[str, float], ranges: Mapping[str, tuple[float, float]],
+                           where: str) -> list[str]:
+    """One line per feature of ``features`` beyond ``ranges`` ({name: (lowest, highest)} over the model's
+    training tumours), worded as for a slider set beyond them: the model never saw such a tumour."""
+    return [f"{where}: {name} = {value:g} is outside the tumours this model was trained on ({low:g} to {high:g}); "
+            "the result may not follow it." for name, value in features.items() if name in ranges
+            for low, high in [ranges[name]] if not low <= value <= high]
 
 
 def texture_source(*, preset: Optional[str] = None, features_file: Union[str, Path, None] = None,

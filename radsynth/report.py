@@ -35,7 +35,13 @@ def operation_report(op: str, result: Any, inputs: dict[str, Any], outputs: dict
     """
     report = result.report()
     settings = report.get("settings") or {}
-    used = {k: settings.get(k) for k in ("steps", "seed", "eta", "guidance") if k in settings}
+    # a two-step operation (move, resize) keeps each step's settings under its name: the last step's are used
+    nested = [v for v in settings.values() if isinstance(v, dict)]
+    used = {}
+    for k in ("steps", "seed", "eta", "guidance"):
+        found = [s[k] for s in [settings, *reversed(nested)] if k in s]
+        if found:
+            used[k] = found[0]
     return {"operation": op, "inputs": inputs, "outputs": outputs, **used, "mode": mode, **extra, "result": report}
 
 

@@ -96,6 +96,16 @@ class Volume:
 PathLike = Union[str, Path]
 
 
+def _quietly(fn, *args):
+    """Call an ITK function without its console warnings (an empty DICOM folder printed two before our message)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return fn(*args)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def read_volume(path: PathLike) -> Volume:
     """Read NRRD / NIfTI / MHA files or a DICOM series folder (the largest series in it)."""
     path = Path(path)
@@ -104,10 +114,12 @@ def read_volume(path: PathLike) -> Volume:
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
+            if not any(p.is_file() for p in path.iterdir()):
+                raise InvalidImageError(f"The folder {path} is empty: there is no DICOM series in it to read.")
+            series = _quietly(reader.GetGDCMSeriesIDs, str(path))
             if not series:
-                raise InvalidImageError(f"No DICOM series found in folder {path}")
-            files = max((reader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
+                raise InvalidImageError(f"No DICOM series found in folder {path}: its files are not DICOM images.")
+            files = max((_quietly(reader.GetGDCMSeriesFileNames, str(path), s) for s in series), key=len)
             reader.SetFileNames(files)
             img = reader.Execute()
             first = Path(files[0])
@@ -140,29 +152,101 @@ def write_volume(volume: Volume, path: PathLike) -> None:
 
 # -- validation ---------------------------------------------------------------------------------------------------
 CT_RANGE = (-1200.0, 4000.0)
+#: No tissue and no air lies below about -1024 HU (noise reaches ~-1100): lower values are the padding scanners put
+#: outside the circular field of view (-2000, -2048, -3024 and -32768 are all in use), so they are left out.
+PADDING_BELOW = CT_RANGE[0]
+#: a CT's field of view holds air (lungs, or around the patient) and soft tissue (fat, muscle, organs)
+AIR_BELOW, SOFT_TISSUE = -500.0, (-200.0, 300.0)
+MIN_SOFT_TISSUE = 0.01
+MAX_HU = 40000.0            # dense metal in extended-range CT stays below
+#: more distinct values than this is an image, not a label volume
+MAX_LABELS = 1000
+
+
+def check_finite(volume: Volume, what: str = "The image", error: type = InvalidImageError) -> None:
+    """Refuse NaN or infinite voxels: every voxel is used (statistics, the model's crop) or copied into the result."""
+    a = volume.array
+    if a.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(a)
+    count = int(np.count_nonzero(bad))
+    if count:
+        where = (", all of them" if count == a.size else
+                 ", e.g. at voxel (i, j, k) = ({2}, {1}, {0})".format(*np.argwhere(bad)[0]))
+        raise error(f"{what} has {count} voxel(s) that are not numbers (NaN or infinite){where}. RadSynth cannot "
+                    "compute with them and would copy them into the result; replace them with a value (e.g. "
+                    "-1024 HU, air) and try again.")
 
 
 def check_ct(volume: Volume) -> None:
-    """Refuse images whose intensities cannot be Hounsfield units (MRI, normalized, or PET images)."""
+    """Refuse images whose intensities cannot be Hounsfield units (MRI, normalized, or PET images).
+
+    Judged on the field of view (voxels above PADDING_BELOW), whatever value pads the corners outside it: a CT has
+    air below -500 HU and some soft tissue, and nothing above MAX_HU."""
+    check_finite(volume)
     a = volume.array
-    lo, hi = float(a.min()), float(a.max())
-    p01, p50 = np.percentile(a[:: max(1, a.shape[0] // 8)], [1, 50])
-    if lo < CT_RANGE[0] - 1000 or hi > 40000 or p01 > -500 or hi - lo < 500:
+    sample = a[:: max(1, a.shape[0] // 16), ::2, ::2]
+    inside = sample[sample > PADDING_BELOW]
+    if inside.size < 0.05 * sample.size:
         raise InvalidImageError(
-            f"This does not look like a CT in Hounsfield units (range {lo:.0f}..{hi:.0f}, 1st percentile "
-            f"{p01:.0f}, median {p50:.0f}); the models were trained on CT. Select a CT volume.")
+            f"This does not look like a CT in Hounsfield units: {100 - 100 * inside.size / sample.size:.0f} % of "
+            f"its voxels are below {PADDING_BELOW:.0f} HU (range {float(a.min()):.0f}..{float(a.max()):.0f}), "
+            "where neither tissue nor air can be. Select a CT volume.")
+    lo, hi = float(inside.min()), float(inside.max())
+    p01, p50 = np.percentile(inside, [1, 50])
+    soft = float(np.mean((inside >= SOFT_TISSUE[0]) & (inside <= SOFT_TISSUE[1])))
+    if hi > MAX_HU or p01 > AIR_BELOW or hi - lo < 500 or soft < MIN_SOFT_TISSUE:
+        raise InvalidImageError(
+            f"This does not look like a CT in Hounsfield units (inside the field of view: range {lo:.0f}..{hi:.0f}, "
+            f"1st percentile {p01:.0f}, median {p50:.0f}, {100 * soft:.1f} % soft tissue); the models were trained "
+            "on CT. Select a CT volume.")
+
+
+def mask_labels(mask: Volume, what: str = "The mask") -> list[int]:
+    """The non-zero label values of a label volume; InvalidMaskError for what is not one (NaN, fractional values
+    as in a probability map, negative values or thousands of values as in an image)."""
+    a = mask.array
+    if a.dtype == bool:
+        return [1] if a.any() else []
+    check_finite(mask, what, InvalidMaskError)
+    if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+        raise InvalidMaskError(
+            f"{what} holds fractional values ({float(a.min()):g} to {float(a.max()):g}): it looks like a probability "
+            "map or an image, not a label volume. Threshold it (e.g. at 0.5) and save it as labels.")
+    values = a[a != 0]
+    if values.size and values.min() < 0:
+        raise InvalidMaskError(
+            f"{what} holds negative values (down to {float(values.min()):g}): it looks like an image, not a label "
+            "volume (0 = background, 1, 2, … = regions).")
+    labels = np.unique(values)
+    if labels.size > MAX_LABELS:
+        raise InvalidMaskError(f"{what} holds {labels.size} different values: it looks like an image, not a label "
+                               "volume (0 = background, 1, 2, … = regions).")
+    return [int(v) for v in labels]
+
+
+def labels_note(labels: list[int], what: str = "The mask") -> str | None:
+    """What is done with a label volume holding several labels (None for one label): the CLI and panel say it."""
+    if len(labels) <= 1:
+        return None
+    shown = ", ".join(map(str, labels[:10])) + (", …" if len(labels) > 10 else "")
+    return (f"{what} holds {len(labels)} labels ({shown}); RadSynth uses every non-zero voxel, all labels together, "
+            "as one region. To use one label only, save it alone.")
 
 
 def mask_on_grid(mask: Volume, image: Volume) -> Volume:
-    """Return ``mask`` as a binary uint8 volume on ``image``'s grid (nearest-neighbour resampling if needed)."""
+    """Return ``mask`` as a binary uint8 volume on ``image``'s grid (nearest-neighbour resampling if needed).
+
+    Every non-zero label counts (see :func:`labels_note`); what is not a label volume is refused."""
     if mask.array.ndim != 3:
         raise InvalidMaskError("The mask must be a 3D label volume.")
+    mask_labels(mask)
     if not mask.same_grid(image):
         res = sitk.Resample(mask.to_sitk() > 0 if mask.array.dtype != np.uint8 else mask.to_sitk(),
                             image.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         arr = sitk.GetArrayFromImage(res) > 0
     else:
-        arr = mask.array > 0
+        arr = mask.array != 0
     out = image.label_like(arr)
     if not out.array.any():
         if mask.array.any():

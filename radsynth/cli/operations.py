@@ -17,9 +17,8 @@ import typer
 
 from ..errors import RadSynthError
 from ..pipelines import registry
-from ..volume import mask_on_grid, read_volume
-from .common import DEVICE, IMAGE, IN_PROCESS, MODELS, OUT, OUT_MASK, REPORT, Device, option_flag, parse_ras, \
-    run_operation
+from .common import DEVICE, IMAGE, IN_PROCESS, MODELS, OUT, OUT_MASK, REPORT, Device, Inputs, option_flag, \
+    parse_ras, run_operation
 
 _TYPES = {"int": Optional[int], "float": Optional[float], "bool": Optional[bool], "str": Optional[str],
           "choice": Optional[str], "point": Optional[str], "vector": Optional[str], "mapping": Optional[Path],
@@ -63,27 +62,33 @@ def _read_mapping(path: Path, what: str) -> dict:
     return value
 
 
-def _engine_value(opt: registry.Option, value: Any, image) -> Any:
+def _flag_name(opt: registry.Option) -> str:
+    return "--" + _cli_name(opt).replace("_", "-")
+
+
+def _engine_value(opt: registry.Option, value: Any, given: Inputs) -> Any:
     if value is None:
         return None
     if opt.kind in ("point", "vector"):
-        return parse_ras(value, "--" + _cli_name(opt).replace("_", "-"))
+        return parse_ras(value, _flag_name(opt))
     if opt.kind == "mapping":
-        return _read_mapping(value, "--" + opt.name.replace("_", "-"))
+        return _read_mapping(value, _flag_name(opt))
     if opt.kind == "volume":
-        return mask_on_grid(read_volume(value), image)
+        return given.read_mask(value, _flag_name(opt))
     if opt.kind == "volumes":
-        return [mask_on_grid(read_volume(v), image) for v in value] or None
+        return [given.read_mask(v, _flag_name(opt)) for v in value] or None
     return value
 
 
 def make_command(op: registry.Operation) -> Callable[..., None]:
     def command(**kwargs: Any) -> None:
-        def options(image, _mask):
-            return {o.name: _engine_value(o, kwargs.get(_cli_name(o)), image) for o in op.options}, {}
+        def options(given: Inputs):
+            return {o.name: _engine_value(o, kwargs.get(_cli_name(o)), given) for o in op.options}, {}
 
+        files = {_flag_name(o): kwargs.get(_cli_name(o)) for o in op.options if o.is_volume or o.kind == "mapping"}
         run_operation(op.name, kwargs["image"], kwargs.get("mask"), kwargs["out"], kwargs["out_mask"],
-                      kwargs["report"], kwargs["device"], kwargs["models"], kwargs["in_process"], options)
+                      kwargs["report"], kwargs["device"], kwargs["models"], kwargs["in_process"], options,
+                      input_paths=files)
 
     params = [_param("image", *_FIXED["image"])]
     if op.needs_mask:

@@ -33,7 +33,12 @@ class WorkerClient:
     ``sys.executable`` is the Slicer application itself.
     """
 
-    def __init__(self, python: Optional[str] = None, cancel_grace_s: float = 5.0, stderr_lines: int = 40) -> None:
+    #: after a cancel the worker gets this long to stop at its next step; then it is killed (a model load or a long
+    #: C call cannot be interrupted), so a cancel takes effect within a second wherever the worker is
+    CANCEL_GRACE_S = 0.5
+
+    def __init__(self, python: Optional[str] = None, cancel_grace_s: float = CANCEL_GRACE_S,
+                 stderr_lines: int = 40) -> None:
         self.python = python or sys.executable
         self.cancel_grace_s = cancel_grace_s
         self._proc: Optional[subprocess.Popen] = None
@@ -55,8 +60,12 @@ class WorkerClient:
         # Own process group: Ctrl-C in a terminal must reach the host (which cancels), not kill the worker.
         group = ({"start_new_session": True} if os.name == "posix"
                  else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP})
-        proc = subprocess.Popen([self.python, "-m", "radsynth.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **group)
+        try:
+            proc = subprocess.Popen([self.python, "-m", "radsynth.worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **group)
+        except OSError as exc:
+            raise WorkerError(f"Could not start the background worker with {self.python}: {exc.strerror or exc}."
+                              ) from None
         self._events = queue.Queue()
         self._stderr.clear()
         threading.Thread(target=self._pump_events, args=(proc.stdout, self._events), daemon=True).start()
@@ -98,6 +107,10 @@ class WorkerClient:
         tail = "\n".join(self._stderr) or "(no output)"
         return WorkerError(f"The background worker stopped unexpectedly: it {how}. It will be restarted on "
                            f"the next request. Its last messages:\n{tail}")
+
+    def kill(self) -> None:
+        """Stop the worker at once (it is restarted on the next request); a request in progress fails."""
+        self._kill()
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None

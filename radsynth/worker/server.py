@@ -12,7 +12,8 @@ import time
 import traceback
 from typing import Any, Optional
 
-from ..errors import RadSynthError, WorkerError
+from ..errors import InvalidImageError, RadSynthError, WorkerError
+from ..outputs import VOLUME_SUFFIXES, Destination, check_destinations, write_all
 from ..progress import CancelToken
 from ..volume import read_volume
 from ..pipelines import registry
@@ -111,28 +112,43 @@ class _Server:
                 self.emit(id=rid, event="progress", fraction=float(fraction), stage=stage,
                           eta_s=eta_seconds(now - started, fraction))
 
+        volumes = {key: params.get(key) for key in ("image", "mask", *volume_options(op))}
+        for path in _labelled_paths(volumes):
+            if not os.path.exists(path):
+                raise InvalidImageError(f"File or folder not found: {path}")
+        # the host names the files; none may be one it sent (or each other): checked before any work
+        check_destinations(volumes, {key: Destination(params[key], key, VOLUME_SUFFIXES)
+                                     for key in ("out", "out_mask") if params.get(key)})
         key = (params.get("model_dir"), params.get("device"))
         if self._runner is None or (self._runner.model_dir, self._runner.device) != key:
             self._runner = None   # free the old set before loading another
             self._runner = Runner(False, *key)
         cached = self._runner.models_loaded
+        progress(0.0, "reading inputs")
         image = read_volume(params["image"])
+        token.check()
         mask = read_volume(params["mask"]) if params.get("mask") else None
         options = {k: v for k, v in params.items() if k not in _TRANSPORT}
         for key in volume_options(op):
+            token.check()
             if isinstance(options.get(key), list):
                 options[key] = [read_volume(p) for p in options[key]]
             elif options.get(key):
                 options[key] = read_volume(options[key])
         result = self._runner(op, image, mask, progress=progress, cancel=token, **options)
         token.check()
-        write_scratch(result.volume, params["out"])
         out_mask = params.get("out_mask") if result.mask is not None else None
-        if out_mask:
-            write_scratch(result.mask, out_mask)
+        progress(1.0, "writing")
+        # both files or neither: the host never reads a result from a half-written pair
+        write_all({params["out"]: lambda path: write_scratch(result.volume, path),
+                   **({out_mask: lambda path: write_scratch(result.mask, path)} if out_mask else {})}, token)
         report = result.report()
         report["worker"] = {"pid": os.getpid(), "models_cached": cached, "model_load_s": self._runner.load_s}
         self.emit(id=rid, event="result", report=report, out=params["out"], out_mask=out_mask)
+
+
+def _labelled_paths(volumes: dict) -> list[str]:
+    return [p for v in volumes.values() if v for p in (v if isinstance(v, list) else [v])]
 
 
 def _warm_up() -> None:
