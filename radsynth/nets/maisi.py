@@ -97,11 +97,13 @@ def read_checkpoint(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str
             raise ModelError(f"Could not read the safetensors file {path}: {exc}") from exc
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as exc:
-        raise ModelError(f"{path} holds Python objects other than tensors and numbers, so radsynth will not open "
-                         "it (loading it would run code from the file). Save the networks' state_dict alone, or "
-                         "give the file published with the model.") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):     # the restricted unpickler met a class or function reference
+            raise ModelError(f"{path} holds Python objects other than tensors and numbers, so radsynth will not "
+                             "open it (loading it would run code from the file). Save the networks' state_dict "
+                             "alone, or give the file published with the model.") from exc
+        raise ModelError(f"Could not read the weight file {path} (corrupt or not a PyTorch checkpoint).") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
         raise ModelError(f"Could not read the weight file {path} (corrupt or not a PyTorch checkpoint: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from exc
     if not isinstance(data, dict):
@@ -275,7 +277,7 @@ def convert(config: Path | str | Mapping[str, Any], autoencoder: Path | str, dif
             unet = states["diffusion"]
             for key in set(expected) - set(state):
                 if key in unet and tuple(unet[key].shape) == tuple(expected[key].shape):
-                    state[key] = unet[key]
+                    state[key] = unet[key].clone()   # safetensors refuses tensors that share memory
                     filled += 1
         check_state(module, state, part, files[part])
         counts[part] = int(sum(p.numel() for p in module.parameters()))

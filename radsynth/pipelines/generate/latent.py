@@ -11,7 +11,7 @@ Works on any loaded model with ``autoencoder`` (``decode_stage_2_outputs``), ``d
 - ``intensity`` / ``grid``: the model's value range ↔ HU, and the sizes/spacings it supports.
 
 Decoding a large volume whole needs the decoder's largest feature map at full resolution; MONAI's
-``SlidingWindowInferer`` decodes latent tiles and blends their outputs with Gaussian weights instead, which bounds
+sliding-window inference decodes latent tiles and blends their outputs with Gaussian weights instead, which bounds
 the decoder's memory by the tile. The tile is the largest that fits the device (:func:`plan`), so whole decoding
 is used whenever it fits. The decoder normalises each tile with its own group-norm statistics, so tiled decoding
 is close to, not equal to, whole decoding; the Gaussian blending hides the seams (``docs/ctgenerate-volume.md``).
@@ -195,17 +195,37 @@ def _tile_count(latent: Sequence[int], tile: Sequence[int], overlap: float) -> i
     return n
 
 
+def blend_weights(shape: Sequence[int], sigma_scale: float = 0.125, device: torch.device | str = "cpu",
+                  mode: str = "gaussian") -> torch.Tensor:
+    """(1, 1, *shape) blending weights for one decoded tile: a product of per-axis Gaussians (sigma =
+    ``sigma_scale`` × the tile's side) at output resolution, or ones for ``mode`` "constant".
+
+    MONAI's own map is built at the latent tile size, repeated ×4 by nearest interpolation and clamped at 1e-3
+    as a whole; where a face of the volume is covered by one tile only its weight falls under that clamp, so
+    tiles overlapping along the other axes are averaged equally (the border-affected one too). A separable map
+    with no clamp keeps their ratio everywhere; float32 holds the smallest product (~4e-11 at three corners).
+    """
+    if mode == "constant":
+        return torch.ones((1, 1, *shape), device=device)
+    w = torch.ones((), dtype=torch.float64)
+    for n in shape:
+        x = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        g = torch.exp(-0.5 * (x / (sigma_scale * n)) ** 2)
+        w = w.unsqueeze(-1) * g
+    return w.to(torch.float32).to(device)[None, None]
+
+
 @torch.no_grad()
 def decode_latent(model: Any, z: torch.Tensor, *, tile: Optional[Sequence[int]] = None, overlap: float = 0.4,
-                  mode: str = "gaussian", progress: Optional[ProgressFn] = None,
+                  mode: str = "gaussian", sigma_scale: float = 0.125, progress: Optional[ProgressFn] = None,
                   cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """Decode a diffusion-space latent (undoing the scale factor) to the model's intensity range, on the CPU.
 
-    ``tile`` (latent voxels per axis) decodes with MONAI's SlidingWindowInferer: windows overlapping by
-    ``overlap``, outputs blended with Gaussian weights (``mode``) into a float32 volume on the CPU, so the device
-    holds one tile at a time. None, or a tile covering the latent, decodes it whole.
+    ``tile`` (latent voxels per axis) decodes window by window with MONAI's sliding-window inference: windows
+    overlap by ``overlap``, each output is weighted by :func:`blend_weights` and the weighted sum normalised on
+    the CPU, so the device holds one window at a time. None, or a tile covering the latent, decodes it whole.
     """
-    from monai.inferers import SlidingWindowInferer
+    from monai.inferers.utils import sliding_window_inference
 
     device = model.device
     latent = unscale_latent(z.to(device), float(model.card["latent"]["scale_factor"]))
@@ -221,6 +241,7 @@ def decode_latent(model: Any, z: torch.Tensor, *, tile: Optional[Sequence[int]] 
             return image
         total = _tile_count(spatial, tile, overlap)
         done = [0]
+        weights: dict[tuple, torch.Tensor] = {}
 
         def decode_tile(window: torch.Tensor) -> torch.Tensor:
             if cancel is not None:
@@ -231,9 +252,14 @@ def decode_latent(model: Any, z: torch.Tensor, *, tile: Optional[Sequence[int]] 
                 progress(min(1.0, done[0] / total), "decoding")
             return out
 
-        inferer = SlidingWindowInferer(roi_size=list(tile), sw_batch_size=1, overlap=overlap, mode=mode,
-                                       sw_device=device, device=torch.device("cpu"), progress=False)
-        return inferer(latent, decode_tile).float()
+        def weigh(outputs, _window, _monai_map):
+            shape = tuple(outputs[0].shape[2:])
+            if shape not in weights:
+                weights[shape] = blend_weights(shape, sigma_scale, outputs[0].device, mode)
+            return outputs, weights[shape]
+
+        return sliding_window_inference(latent, list(tile), 1, decode_tile, overlap=overlap, mode="constant",
+                                        sw_device=device, device=torch.device("cpu"), process_fn=weigh).float()
 
 
 def to_hu(image: np.ndarray, intensity: dict) -> np.ndarray:

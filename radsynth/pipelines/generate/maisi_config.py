@@ -229,13 +229,17 @@ def check_request(card: Mapping[str, Any], size: Any, spacing: Any,
 # ------------------------------------------------------------------------------------------------------ memory
 
 GIB = 1024 ** 3
-#: live full-size tensors of a decoder ResBlock at its largest level (input, norm output, activation, conv splits,
-#: conv output); norm outputs are float32 unless the config asks for float16 (MaisiGroupNorm3D casts them)
-DECODER_LIVE = 4
+#: live full-size tensors of the decoder at its largest level (block input kept for the residual, norm output,
+#: activation, conv output and its split pieces), plus the norm's float32 copy unless the config asks for float16
+#: (MaisiGroupNorm3D casts). On CPU oneDNN reorders inputs and outputs into its blocked layout, about doubling it:
+#: measured 575 B per output voxel for a 16-channel top level (scripts/benchmark_latent.py), i.e. 9 float32 copies.
+DECODER_LIVE = {"cuda": 4, "cpu": 8}
+#: allocator pools, library workspaces and first-call buffers (measured ~60 MiB on CPU for the tiny networks)
+OVERHEAD = {"cuda": 512 * 1024 ** 2, "cpu": 96 * 1024 ** 2}
 #: live tensors of a UNet block (norm, activation, conv, residual) on its concatenated input
 UNET_LIVE = 4
 #: a caching allocator keeps freed blocks; the estimate is raised by this fraction to cover fragmentation
-FRAGMENTATION = 0.15
+FRAGMENTATION = 0.25
 MIN_TILE = 16
 
 
@@ -293,13 +297,15 @@ def controlnet_step_bytes(definition: Mapping[str, Any], latent_voxels: float, i
 
 
 def decoder_bytes(definition: Mapping[str, Any], tile_latent_voxels: float, elem: int, cuda: bool) -> float:
+    """The decoder's peak: its widest tensor at each level (the upsampled input of a level's first block has the
+    coarser level's channels) times the live copies of it."""
     ch = [int(c) for c in reversed(definition["num_channels"])]
     worst = 0.0
     for j in range(len(ch)):
         c_in = max(ch[j], ch[j - 1] if j else ch[j])
         worst = max(worst, c_in * tile_latent_voxels * 8 ** j)
     norm_elem = 2 if (cuda and definition.get("norm_float16")) else 4
-    return worst * (DECODER_LIVE * elem + norm_elem)
+    return worst * (DECODER_LIVE["cuda" if cuda else "cpu"] * elem + norm_elem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +321,8 @@ class MemoryEstimate:
     @property
     def device_total(self) -> float:
         peak = self.weights + max(self.diffusion, self.decoding)
-        return peak * (1 + FRAGMENTATION) + (self.host_output if self.device == "cpu" else 0.0)
+        return (peak * (1 + FRAGMENTATION) + OVERHEAD.get(self.device, 0)
+                + (self.host_output if self.device == "cpu" else 0.0))
 
     def describe(self) -> str:
         tile = "decoded whole" if self.tile is None else f"decoded in {'×'.join(map(str, self.tile))} latent tiles"
