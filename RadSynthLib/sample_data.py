@@ -9,10 +9,10 @@ once the files were fetched (by :func:`load`, ``radsynth sample-data`` or any se
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from radsynth.checksums import sha256_file
 from radsynth.errors import RadSynthError
 
 CATEGORY = "RadSynth"
@@ -50,14 +50,6 @@ def source(case: str) -> dict[str, Any]:
                 loadFileType=["VolumeFile", "SegmentationFile"])
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare(case: str) -> list[Path]:
     """Fetch the case into RadSynth's cache (pip, first use only) and check its checksums."""
     from radsynth.sample_data import sample_path
@@ -66,7 +58,7 @@ def prepare(case: str) -> list[Path]:
     paths = []
     for kind in KINDS:
         path = sample_path(case, kind)
-        if sha256(path) != CHECKSUMS[(case, kind)]:
+        if sha256_file(path) != CHECKSUMS[(case, kind)]:
             raise RadSynthError(f"The cached sample file {path} does not have the expected checksum; delete it and "
                                 "fetch the sample data again.")
         paths.append(path)

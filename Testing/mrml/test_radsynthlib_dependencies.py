@@ -12,6 +12,7 @@ import pytest
 from RadSynthLib import dependencies as deps  # noqa: E402
 from RadSynthLib import sample_data  # noqa: E402
 
+from radsynth.checksums import sha256_file  # noqa: E402
 from radsynth.errors import RadSynthError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +143,7 @@ def test_sample_data_sources_carry_checksums_that_match_the_files(case):
     assert len(source["uris"]) == len(source["fileNames"]) == len(source["nodeNames"]) == len(source["checksums"])
     for uri, checksum, path in zip(source["uris"], source["checksums"], paths):
         assert uri == Path(path).as_uri()
-        assert checksum == f"SHA256:{sample_data.sha256(path)}"
+        assert checksum == f"SHA256:{sha256_file(path)}"
 
 
 def test_a_changed_sample_file_is_refused(tmp_path, monkeypatch):
