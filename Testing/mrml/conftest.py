@@ -69,3 +69,16 @@ def loaded(scene, lung1, points):
     nodule = ball(ct, points[0], (NODULE_MM,) * 3)
     seg = mrml.mask_to_segmentation_node(ct.with_array(nodule), scene, "lung1 segmentation", "nodule", node)
     return node, seg, seg.GetSegmentation().GetNthSegmentID(0), nodule
+
+
+@pytest.fixture
+def small_ct(scene):
+    """A small random CT-like volume ('chest', 0.7×0.7×5 mm) with one segmentation holding a 'tumour' box."""
+    rng = np.random.default_rng(3)
+    image = Volume(rng.integers(-900, 60, (8, 24, 24)).astype(np.int16), (0, 0, 0), (0.7, 0.7, 5.0),
+                   tuple(np.eye(3).ravel()))
+    node = mrml.volume_to_node(image, scene, "chest")
+    mask = np.zeros(image.shape, np.uint8)
+    mask[3:5, 8:14, 8:14] = 1
+    seg = mrml.mask_to_segmentation_node(image.with_array(mask), scene, "seg", "tumour", node)
+    return node, seg, seg.GetSegmentation().GetNthSegmentID(0)

@@ -148,20 +148,14 @@ def test_background_run_keeps_the_error_for_the_main_thread():
     assert run.wait(10) and isinstance(run.error, RadSynthError) and run.result is None
 
 
-def test_subject_hierarchy_is_unchanged_by_a_cancelled_tumorsynth_job(scene):
+def test_subject_hierarchy_is_unchanged_by_a_cancelled_tumorsynth_job(scene, small_ct):
     """The real TumorSynth logic, cancelled before its engine call: neither nodes nor hierarchy items appear."""
     from TumorSynthLib.logic import REMOVE, TumorSynthLogic, TumorSynthParameters
 
-    rng = np.random.default_rng(1)
-    ct = Volume(rng.integers(-900, 60, (8, 32, 32)).astype(np.int16), (0, 0, 0), (0.7, 0.7, 5.0),
-                tuple(np.eye(3).ravel()))
-    node = mrml.volume_to_node(ct, scene, "ct")
-    mask = np.zeros(ct.shape, np.uint8)
-    mask[3:5, 10:20, 10:20] = 1
-    seg = mrml.mask_to_segmentation_node(ct.with_array(mask), scene, "seg", "tumour", node)
+    node, seg, sid = small_ct
     logic = TumorSynthLogic(runner=lambda request, progress, cancel: time.sleep(0.2) or cancel.check())
     request = logic.prepare(TumorSynthParameters(operation=REMOVE, input_volume=node, segmentation=seg,
-                                                 segment_id=seg.GetSegmentation().GetNthSegmentID(0)))
+                                                 segment_id=sid))
     before = scene.GetNumberOfNodes(), results.subject_hierarchy(scene).GetNumberOfItems()
     jobs = JobController("TumorSynth")
     jobs.start(logic, request)

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 
-import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer")
 
 import tumorsynth_gui_fakes as fakes  # noqa: E402
 
-from radsynth import mrml  # noqa: E402
 from radsynth.pipelines import tumor_ops  # noqa: E402
 from radsynth.result import Result  # noqa: E402
-from radsynth.volume import SYNTHETIC_KEY, Volume  # noqa: E402
+from radsynth.volume import SYNTHETIC_KEY  # noqa: E402
 
 
 @pytest.fixture
@@ -64,24 +63,11 @@ def widget(module):
     w.cleanup()
 
 
-@pytest.fixture
-def ct(scene):
-    rng = np.random.default_rng(3)
-    image = Volume(rng.integers(-900, 60, (8, 24, 24)).astype(np.int16), (0, 0, 0), (0.7, 0.7, 5.0),
-                   tuple(np.eye(3).ravel()))
-    node = mrml.volume_to_node(image, scene, "chest")
-    mask = np.zeros(image.shape, np.uint8)
-    mask[3:5, 8:14, 8:14] = 1
-    seg = mrml.mask_to_segmentation_node(image.with_array(mask), scene, "seg", "tumour", node)
-    return node, seg, seg.GetSegmentation().GetNthSegmentID(0)
-
-
 def _run(w, timeout_ticks=2000):
     for _ in range(timeout_ticks):
         fakes.QTimer.tick()
         if not w.busy():
             return
-        import time
         time.sleep(0.002)
     raise AssertionError("the job did not finish")
 
@@ -102,9 +88,9 @@ def test_parameter_node_starts_from_the_engine_defaults(widget):
     assert params.guidance == 3.0 and params.seed == 0
 
 
-def test_apply_synthesizes_with_the_panel_settings_and_adds_marked_nodes(widget, ct, scene):
+def test_apply_synthesizes_with_the_panel_settings_and_adds_marked_nodes(widget, small_ct, scene):
     w, util, runner = widget
-    node, seg, sid = ct
+    node, seg, sid = small_ct
     w.ui.inputVolumeSelector.select(node)
     w.ui.segmentSelector.select(seg, sid)
     assert w._parameterNode.inputVolume is node and w._parameterNode.segmentID == sid
@@ -123,9 +109,9 @@ def test_apply_synthesizes_with_the_panel_settings_and_adds_marked_nodes(widget,
     assert util.errors == [] and w.ui.applyButton.enabled
 
 
-def test_remove_and_an_operation_button(widget, ct, scene):
+def test_remove_and_an_operation_button(widget, small_ct, scene):
     w, util, runner = widget
-    node, seg, sid = ct
+    node, seg, sid = small_ct
     w.ui.inputVolumeSelector.select(node)
     w.ui.segmentSelector.select(seg, sid)
     w.ui.synthesizeRadioButton.checked, w.ui.removeRadioButton.checked = False, True
@@ -146,9 +132,9 @@ def test_remove_and_an_operation_button(widget, ct, scene):
     assert util.errors == []
 
 
-def test_bad_input_is_shown_and_changes_nothing(widget, ct, scene):
+def test_bad_input_is_shown_and_changes_nothing(widget, small_ct, scene):
     w, util, runner = widget
-    node, seg, sid = ct
+    node, seg, sid = small_ct
     w.ui.inputVolumeSelector.select(node)
     w.ui.segmentSelector.select(seg, "no-such-segment")
     count = scene.GetNumberOfNodes()
@@ -157,9 +143,9 @@ def test_bad_input_is_shown_and_changes_nothing(widget, ct, scene):
     assert scene.GetNumberOfNodes() == count and runner.requests == []
 
 
-def test_cancel_changes_nothing(widget, ct, scene):
+def test_cancel_changes_nothing(widget, small_ct, scene):
     w, util, runner = widget
-    node, seg, sid = ct
+    node, seg, sid = small_ct
     runner.block = True
     w.ui.inputVolumeSelector.select(node)
     w.ui.segmentSelector.select(seg, sid)
