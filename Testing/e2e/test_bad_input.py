@@ -438,3 +438,10 @@ def test_an_empty_dicom_folder_is_one_line_without_itk_warnings(tmp_path, capfd)
     with pytest.raises(InvalidImageError, match="not DICOM images"):
         read_volume(tmp_path / "dicom")
     assert "WARNING" not in capfd.readouterr().err   # ITK writes its warnings to fd 2 itself
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_demo_refuses_a_negative_seed(tmp_path, mode):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--seed", "-1", "--steps", "2", mode])
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in _plain(result.output)
+    assert list(tmp_path.iterdir()) == []
