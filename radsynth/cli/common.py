@@ -150,7 +150,8 @@ def run_in_background(work: Callable[[], T], cancel: CancelToken) -> T:
             _abandoned.set()
             discard_all()     # whatever it staged goes; it writes nothing after this
             raise CancelledError(CANCELLED)
-    if cancel.cancelled:      # whatever the run ended with, the user asked it to stop
+    if cancel.cancelled:      # whatever the run ended with (staged files too), the user asked it to stop
+        discard_all()
         raise CancelledError(CANCELLED)
     if "error" in box:
         raise box["error"]
