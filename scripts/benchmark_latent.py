@@ -148,9 +148,10 @@ def main() -> None:
         r = run_child("generate", str(size), str(args.steps), "0")
         print(f"  generate {size}³, {args.steps} RFlow steps: {r}")
     for size in args.sizes:
-        for tile in (0, 8):
+        half = max(8, (size // 4 // 2 + 3) // 4 * 4)      # a window half the latent's side (multiple of 4)
+        for tile in (0, half) if half < size // 4 else (0,):
             r = run_child("decode", str(size), "0", str(tile))
-            print(f"  decode {size}³ {'whole' if tile == 0 else f'tiles {tile}³ latent'}: {r}")
+            print(f"  decode {size}³ {'whole' if tile == 0 else f'in {tile}³-latent windows'}: {r}")
     if args.gpu:
         gpu(args.gpu_size, 30)
     else:

@@ -321,7 +321,8 @@ def plan(model: Any, size: Sequence[int], *, tile: Optional[Sequence[int]] = Non
         return mc.estimate_memory(arch, s, device.type, weights, tile=t, controlnet=control, autocast=cuda)
 
     free = available_memory(device) if available is None else float(available)
-    label = f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda and available is None else "")
+    label = (f"{device} ({torch.cuda.get_device_name(device)})" if cuda and available is None
+             else str(device) if cuda else "this computer's memory")
     return mc.plan_memory(estimate, size, mc.downsample_factor(arch), free, mc.smaller_sizes(card, size),
                           tile=tile, device_label=label)
 

@@ -230,12 +230,13 @@ def check_request(card: Mapping[str, Any], size: Any, spacing: Any,
 
 GIB = 1024 ** 3
 #: live full-size tensors of the decoder at its largest level (block input kept for the residual, norm output,
-#: activation, conv output and its split pieces), plus the norm's float32 copy unless the config asks for float16
-#: (MaisiGroupNorm3D casts). On CPU oneDNN reorders inputs and outputs into its blocked layout, about doubling it:
-#: measured 575 B per output voxel for a 16-channel top level (scripts/benchmark_latent.py), i.e. 9 float32 copies.
-DECODER_LIVE = {"cuda": 4, "cpu": 8}
-#: allocator pools, library workspaces and first-call buffers (measured ~60 MiB on CPU for the tiny networks)
-OVERHEAD = {"cuda": 512 * 1024 ** 2, "cpu": 96 * 1024 ** 2}
+#: activation, conv output), plus the norm's float32 copy unless the config asks for float16 (MaisiGroupNorm3D
+#: casts). CUDA: fits NV-Generate-CT's published peaks within about ±20 % (docs/ctgenerate-volume.md). CPU:
+#: measured 210-250 B per output voxel above 64³ for a 16-channel top level with num_splits 2
+#: (scripts/benchmark_latent.py), i.e. 3 float32 copies plus the norm's.
+DECODER_LIVE = {"cuda": 4, "cpu": 3}
+#: allocator pools, library workspaces and first-call buffers (~120 MiB measured on CPU for the tiny networks)
+OVERHEAD = {"cuda": 512 * 1024 ** 2, "cpu": 128 * 1024 ** 2}
 #: live tensors of a UNet block (norm, activation, conv, residual) on its concatenated input
 UNET_LIVE = 4
 #: a caching allocator keeps freed blocks; the estimate is raised by this fraction to cover fragmentation
