@@ -77,7 +77,8 @@ def child(task: str, size: int, steps: int, tile: int) -> dict:
             "peak_extra_mib": round(peak, 1),
             "estimate_mib": {"diffusion": round(est.diffusion / 2 ** 20, 1),
                              "decoding": round(est.decoding / 2 ** 20, 1),
-                             "host_output": round(est.host_output / 2 ** 20, 1)}}
+                             "host_output": round(est.host_output / 2 ** 20, 1),
+                             "total_with_overhead": round(est.device_total / 2 ** 20, 1)}}
 
 
 def run_child(*args: str) -> dict:

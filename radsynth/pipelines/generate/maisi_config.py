@@ -239,8 +239,9 @@ DECODER_LIVE = {"cuda": 4, "cpu": 3}
 OVERHEAD = {"cuda": 512 * 1024 ** 2, "cpu": 128 * 1024 ** 2}
 #: live tensors of a UNet block (norm, activation, conv, residual) on its concatenated input
 UNET_LIVE = 4
-#: a caching allocator keeps freed blocks; the estimate is raised by this fraction to cover fragmentation
-FRAGMENTATION = 0.25
+#: CUDA's caching allocator keeps freed blocks, so its peak is raised by this fraction; on CPU large blocks go
+#: back to the system (the CPU constants above are measured peaks already)
+FRAGMENTATION = {"cuda": 0.25, "cpu": 0.0}
 MIN_TILE = 16
 
 
@@ -322,7 +323,7 @@ class MemoryEstimate:
     @property
     def device_total(self) -> float:
         peak = self.weights + max(self.diffusion, self.decoding)
-        return (peak * (1 + FRAGMENTATION) + OVERHEAD.get(self.device, 0)
+        return (peak * (1 + FRAGMENTATION.get(self.device, 0.25)) + OVERHEAD.get(self.device, 0)
                 + (self.host_output if self.device == "cpu" else 0.0))
 
     def describe(self) -> str:
@@ -332,7 +333,8 @@ class MemoryEstimate:
 
 
 def gib(n: float) -> str:
-    return f"{n / GIB:.1f} GB" if n >= 0.1 * GIB else f"{n / 1024 ** 2:.0f} MB"
+    """Bytes as people read them on a device's spec sheet (decimal GB / MB)."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
 def estimate_memory(architecture: Mapping[str, Any], size: Sequence[int], device: str, weights_bytes: float,
