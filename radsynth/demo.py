@@ -22,6 +22,7 @@ from .errors import InvalidImageError
 from .progress import CancelToken, ProgressFn, StagedProgress
 from .radiomics import PARAMS_VERSION, texture_features
 from .sample_data import sample_path
+from .outputs import write_all
 from .report import feature_summary, operation_report, software_versions, write_json
 from .volume import PathLike, Volume, read_volume, write_volume
 from .worker import Runner
@@ -124,14 +125,9 @@ def run_demo(out_dir: PathLike = "out/demo", *, steps: Optional[int] = None, see
 
     staged("writing")
     files = {key: out / name for key, name in OUT_NAMES.items()}
-    write_volume(removed.volume, files["removed"])
-    write_volume(removed.mask, files["removed_mask"])
-    write_volume(synthesized.volume, files["synthesized"])
-    write_volume(synthesized.mask, files["synthesized_mask"])
-    montage_blocks([MontageBlock(lung2, removed.volume, removed.mask, "lung2: real tumour removed"),
-                    MontageBlock(lung1, synthesized.volume, synthesized.mask,
-                                 "lung1: synthetic tumour with lung2's texture")], files["montage"],
-                   footer=FOOTER if synthesized.settings.get("demo_models", True) else FOOTER_OWN_MODELS)
+    footer = FOOTER if synthesized.settings.get("demo_models", True) else FOOTER_OWN_MODELS
+    blocks = [MontageBlock(lung2, removed.volume, removed.mask, "lung2: real tumour removed"),
+              MontageBlock(lung1, synthesized.volume, synthesized.mask, "lung1: synthetic tumour with lung2's texture")]
     site_info = {"center_kji": site.center_kji, "center_lps_mm": site.center_lps,
                  "semi_axes_mm_ijk": site.semi_axes_mm, "depth_in_lung_mm": round(site.depth_in_lung_mm, 1),
                  "inside_lung_fraction": round(site.inside_lung_fraction, 3),
@@ -158,7 +154,13 @@ def run_demo(out_dir: PathLike = "out/demo", *, steps: Optional[int] = None, see
         "montage": str(files["montage"]),
     }
     report["wall_s"] = round(time.perf_counter() - started, 2)
-    write_json(report, files["report"])
+    # all or nothing: every file is staged beside its destination and moved into place only when all are written
+    write_all({files["removed"]: lambda p: write_volume(removed.volume, p),
+               files["removed_mask"]: lambda p: write_volume(removed.mask, p),
+               files["synthesized"]: lambda p: write_volume(synthesized.volume, p),
+               files["synthesized_mask"]: lambda p: write_volume(synthesized.mask, p),
+               files["montage"]: lambda p: montage_blocks(blocks, p, footer=footer),
+               files["report"]: lambda p: write_json(report, p)}, cancel=cancel)
     staged.done()
     return report
 

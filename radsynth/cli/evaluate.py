@@ -11,8 +11,7 @@ import typer
 
 from ..errors import RadSynthError
 from ..report import write_json
-from .common import fail
-from ..evaluate.fidelity import DISCLAIMER
+from .common import fail, user_errors
 
 evaluate_app = typer.Typer(help="Evaluate shape/texture fidelity and slider monotonicity of the models.",
                            no_args_is_help=True)
@@ -22,8 +21,18 @@ EVAL_STEPS = typer.Option(None, "--steps", min=2, help="Sampler steps (default: 
 SHAPE_MODEL = typer.Option(None, "--shape-model", help="Shape model folder (default: the bundled demo model).")
 
 
+def _check_out(out: Path, name: str) -> None:
+    """Before an evaluation runs for minutes: its report must be writable (and never overwrites a model file)."""
+    from ..outputs import Destination, check_destinations
+    with user_errors():
+        check_destinations([], [Destination(out / name, "--out", (".json",))])
+
+
 def _write(out: Path, name: str, report: dict) -> None:
-    write_json({"disclaimer": DISCLAIMER, **report}, out / name)
+    from ..evaluate.fidelity import DISCLAIMER   # deferred: scipy.stats costs ~1.4 s of every CLI start
+    from ..outputs import write_all
+    with user_errors():
+        write_all({out / name: lambda p: write_json({"disclaimer": DISCLAIMER, **report}, p)})
     typer.echo(f"wrote {out / name}  ({DISCLAIMER})")
 
 
@@ -40,6 +49,7 @@ def shape_cmd(out: Path = OUT, targets: int = typer.Option(40, "--targets"), see
               shape_model: Optional[Path] = SHAPE_MODEL) -> None:
     """Requested vs achieved shape features: per feature across samples, the paper's per-sample protocol, and a
     shuffled-condition baseline; plus the shape slider sweeps."""
+    _check_out(out, "shape_report.json")
     from ..pipelines.shape import load_shape_model
     from ..evaluate.shape_eval import evaluate_shape
     try:
@@ -55,6 +65,7 @@ def texture_cmd(out: Path = OUT, regions: int = typer.Option(12, "--regions"), s
                 models: Optional[Path] = MODELS) -> None:
     """Requested vs achieved texture features inside synthesized tumours on held-out lung regions (both
     protocols + shuffled baseline), and the texture slider sweeps."""
+    _check_out(out, "texture_report.json")
     from ..pipelines.loading import load_models
     from ..evaluate.texture_eval import evaluate_texture
     try:
@@ -71,6 +82,7 @@ def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Opti
                                             "in the texture model's card: the panel and CLI then say which "
                                             "sliders this model does not follow.")) -> None:
     """Slider monotonicity: each shape and texture slider swept; Spearman (and slope) per slider."""
+    _check_out(out, "sliders_report.json")
     from ..pipelines.loading import load_models, texture_folder
     from ..pipelines.shape import load_shape_model
     from ..evaluate.shape_eval import shape_sweeps

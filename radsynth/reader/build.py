@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..checksums import sha256_file
+from ..outputs import Destination, check_destinations
 from ..progress import ProgressFn, no_progress
 from ..volume import PROVENANCE_KEY, read_volume
 from . import blind
@@ -201,6 +202,8 @@ def _check_request(cases: Sequence[CaseInput], out: Path, key_path: Path, reader
                          "could open it.")
     if key_path.exists():
         raise StudyError(f"{key_path} already exists; an answer key is never overwritten. Choose another --key-out.")
+    # before any case is written: the key's folder must be writable (the study folder is made beside it)
+    check_destinations([c.path for c in cases], [Destination(key_path, "--key-out", (".json",))])
 
 
 def _equalize(cases_dir: Path, order: Sequence[str]) -> dict[str, dict[str, Any]]:
