@@ -117,3 +117,12 @@ def axial_axis(grid) -> int:
     """The array axis (0 = k, 1 = j, 2 = i) that runs most nearly head–foot (S), e.g. 0 for an axial CT."""
     d = np.asarray(grid.direction, dtype=float).reshape(3, 3)   # columns: directions of i, j, k
     return 2 - int(np.argmax(np.abs(d[2, :])))
+
+
+def rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
+    """3 × 3 rotation by ``degrees`` about ``axis`` (Rodrigues): an oblique direction matrix for a grid."""
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    x, y, z = axis
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) * c + s * k + (1 - c) * np.outer(axis, axis)

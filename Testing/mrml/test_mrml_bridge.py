@@ -12,15 +12,8 @@ vtk = pytest.importorskip("vtk")
 
 from radsynth import geometry, mrml  # noqa: E402
 from radsynth.errors import InvalidImageError, InvalidMaskError  # noqa: E402
+from radsynth.geometry import rotation  # noqa: E402
 from radsynth.volume import SYNTHETIC_KEY, Volume, read_volume, write_volume  # noqa: E402
-
-
-def rotation(axis, degrees) -> np.ndarray:
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) * c + s * k + (1 - c) * np.outer(axis, axis)
 
 
 def oblique_volume(shape=(6, 9, 11), dtype=np.int16, seed=0) -> Volume:

@@ -6,7 +6,6 @@ Every path is checked both ways: a synthetic volume stays marked, and a real one
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 
 import numpy as np
@@ -16,17 +15,10 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 
 from radsynth import dicom_export, mrml, provenance  # noqa: E402
+from radsynth.geometry import rotation  # noqa: E402
 from radsynth.volume import PROVENANCE_KEY, SYNTHETIC_KEY, Volume, read_volume, write_volume  # noqa: E402
 
 PROVENANCE = "radsynth tumor synthesize (demo-tumor-bbdm 0.3.0)"
-
-
-def rotation(axis, degrees) -> np.ndarray:
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) * c + s * k + (1 - c) * np.outer(axis, axis)
 
 
 def ct(synthetic: bool, seed: int = 0) -> Volume:

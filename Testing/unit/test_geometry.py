@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
 from radsynth import geometry
 from radsynth.errors import InvalidImageError, InvalidMaskError, RadSynthError
+from radsynth.geometry import rotation  # noqa: E402
 from radsynth.volume import Volume
-
-
-def rotation(axis, degrees) -> np.ndarray:
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) * c + s * k + (1 - c) * np.outer(axis, axis)
 
 
 @pytest.fixture
