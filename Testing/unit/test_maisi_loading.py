@@ -49,6 +49,16 @@ def _published_layout(folder: Path, config: dict, scale_factor: float = 1.7, see
     return nets
 
 
+@pytest.fixture
+def registered():
+    """The MAISI kinds declared to the registry for one test, then removed again (the registry is global, and
+    other tests check that every registered kind has an installed default model)."""
+    maisi.register()
+    yield
+    for kind in maisi.KINDS.values():
+        models._BUILDERS.pop(kind, None)
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     folder = tmp_path_factory.mktemp("published")
@@ -121,7 +131,7 @@ def test_config_file_errors_are_clear(tmp_path):
 
 # --------------------------------------------------------------------------------------------- convert + load
 
-def test_convert_then_load_gives_the_same_networks(published, tmp_path):
+def test_convert_then_load_gives_the_same_networks(registered, published, tmp_path):
     folder, nets = published
     card = _convert(folder, tmp_path / "model")
     assert card["kind"] == "maisi-rflow-ct"
@@ -132,7 +142,6 @@ def test_convert_then_load_gives_the_same_networks(published, tmp_path):
     assert card["parameters"]["diffusion"] == sum(p.numel() for p in nets["diffusion"].parameters())
     assert card["converted"]["controlnet_weights_from_unet"] == 0
 
-    maisi.register()
     loaded = models.load("maisi-rflow-ct", tmp_path / "model", "cpu")
     for part, attr in (("autoencoder", "autoencoder"), ("diffusion", "diffusion"), ("controlnet", "controlnet")):
         original, got = nets[part].state_dict(), getattr(loaded, attr).state_dict()
@@ -147,11 +156,10 @@ def test_convert_then_load_gives_the_same_networks(published, tmp_path):
     assert loaded.versions == {"tiny-maisi": "1"} and loaded.scale_factor == pytest.approx(1.7)
 
 
-def test_models_add_installs_a_converted_model(published, tmp_path, monkeypatch):
+def test_models_add_installs_a_converted_model(registered, published, tmp_path, monkeypatch):
     folder, _ = published
     _convert(folder, tmp_path / "model")
     monkeypatch.setenv(models.USER_MODELS_ENV, str(tmp_path / "installed"))
-    maisi.register()
     installed = models.add(tmp_path / "model")
     assert installed.folder == tmp_path / "installed" / "tiny-maisi-1"
     loaded = models.load("maisi-rflow-ct", installed.folder, "cpu")
@@ -244,7 +252,7 @@ def test_scale_factor_is_required_and_must_be_positive(published, tmp_path):
     assert card["latent"]["scale_factor"] == pytest.approx(0.9)
 
 
-def test_controlnet_weights_missing_from_its_file_come_from_the_unet(published, tmp_path):
+def test_controlnet_weights_missing_from_its_file_come_from_the_unet(registered, published, tmp_path):
     """NV-Generate-CTMR copies the UNet's weights into the ControlNet before loading its file non-strictly;
     radsynth does the same for keys both have (and counts them), and refuses keys the UNet cannot supply."""
     folder, nets = published
@@ -255,7 +263,6 @@ def test_controlnet_weights_missing_from_its_file_come_from_the_unet(published, 
     torch.save({"controlnet_state_dict": state}, tmp_path / "cn.pt")
     card = _convert(folder, tmp_path / "model", controlnet=tmp_path / "cn.pt")
     assert card["converted"]["controlnet_weights_from_unet"] == len(shared) == 2
-    maisi.register()
     loaded = models.load("maisi-rflow-ct", tmp_path / "model", "cpu")
     assert torch.equal(loaded.controlnet.state_dict()["conv_in.conv.weight"],
                        nets["diffusion"].state_dict()["conv_in.conv.weight"])
@@ -266,7 +273,7 @@ def test_controlnet_weights_missing_from_its_file_come_from_the_unet(published, 
         _convert(folder, tmp_path / "model2", controlnet=tmp_path / "cn2.pt")
 
 
-def test_a_model_folder_with_foreign_weights_is_refused_by_load(published, tmp_path):
+def test_a_model_folder_with_foreign_weights_is_refused_by_load(registered, published, tmp_path):
     folder, _ = published
     _convert(folder, tmp_path / "model")
     from safetensors.torch import load_file, save_file
@@ -276,7 +283,6 @@ def test_a_model_folder_with_foreign_weights_is_refused_by_load(published, tmp_p
     state["refiner.conv.weight"] = torch.zeros(1)
     save_file(state, str(weights))
     models.record_in_card(tmp_path / "model", "sha256", models.sha256_file(weights))
-    maisi.register()
     with pytest.raises(ModelError, match="belongs to none of the networks"):
         models.load("maisi-rflow-ct", tmp_path / "model", "cpu")
 

@@ -406,11 +406,12 @@ def plan_memory(estimate: Callable[[Sequence[int], Optional[tuple]], MemoryEstim
         fits_auto = next((e for e in (estimate(size, t) for t in tile_candidates(latent))
                           if e.device_total <= available), None)
         if fits_auto is not None:
-            hints.append(f"the same size with {('whole decoding' if fits_auto.tile is None else 'decoding tiles of ' + '×'.join(map(str, fits_auto.tile)))} "
-                         f"({gib(fits_auto.device_total)})")
-    else:
+            how = ("whole decoding" if fits_auto.tile is None
+                   else "decoding tiles of " + "×".join(map(str, fits_auto.tile)))
+            hints.append(f"the same size with {how} ({gib(fits_auto.device_total)})")
+    elif estimates[-1].tile is not None:
         smallest = estimates[-1]
-        text += (f" Even the smallest decoding tile ({'×'.join(map(str, smallest.tile or latent))} latent voxels) "
+        text += (f" Even the smallest decoding tile ({'×'.join(map(str, smallest.tile))} latent voxels) "
                  f"needs {gib(smallest.device_total)}.")
     for s in sorted(smaller_sizes, key=_prod, reverse=True):
         if _prod(s) >= _prod(size):
