@@ -184,3 +184,24 @@ def auto_map(ct: Volume, nodules: Optional[Volume] = None, nodule_value: int = l
         masks[nodule_value] = mask_on_grid(nodules, ct).array > 0
     label_map = labels.compose(masks, ct.shape)
     return AutoMap(ct.label_like(label_map), span, split, warnings)
+
+
+def run_auto_map(ctx, image: Volume, mask: Optional[Volume] = None, **o):
+    """Registry run function of ``auto-map``: the map as the result's volume and mask, a table of its labels."""
+    import time
+
+    from ...result import Result
+
+    t0 = time.perf_counter()
+    value = labels.value_of(o.get("nodule_label", "nodule"))
+    result = auto_map(image, o.get("nodules"), value)
+    m = result.map.array
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
+    counts = np.bincount(m.ravel(), minlength=len(labels.LABELS))
+    rows = [{"value": lab.value, "name": lab.name, "voxels": int(counts[lab.value]),
+             "volume_ml": round(float(counts[lab.value]) * voxel_ml, 2)} for lab in labels.LABELS
+            if counts[lab.value]]
+    settings = {"trachea_slices": list(result.trachea_slices), "lung_split": result.split,
+                "nodule_label": labels.BY_VALUE[value].name}
+    return Result("auto-map", result.map, result.map, {"labels": rows}, {"auto_map": round(time.perf_counter() - t0, 3)},
+                  {}, settings, list(result.warnings))
