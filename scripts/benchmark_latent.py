@@ -34,7 +34,7 @@ def _tiny(device: str = "cpu", scale: str = "tiny"):
     import torch
 
     from radsynth.nets import maisi
-    from radsynth.pipelines.generate import maisi_config as mc
+    from radsynth.nets import maisi_config as mc
 
     torch.manual_seed(0)
     arch = mc.parse_network_config(mc.example_config(scale))
@@ -54,7 +54,7 @@ def child(task: str, size: int, steps: int, tile: int) -> dict:
     import torch
 
     from radsynth.pipelines.generate import latent
-    from radsynth.pipelines.generate import maisi_config as mc
+    from radsynth.nets import maisi_config as mc
 
     torch.set_flush_denormal(True)
     model = _tiny()
@@ -92,7 +92,7 @@ def gpu(size: int, steps: int) -> None:
     import torch
 
     from radsynth.pipelines.generate import latent
-    from radsynth.pipelines.generate import maisi_config as mc
+    from radsynth.nets import maisi_config as mc
 
     if not torch.cuda.is_available():
         print("GPU: no CUDA device here; section skipped.")

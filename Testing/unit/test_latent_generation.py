@@ -14,7 +14,7 @@ from torch import nn
 from radsynth.errors import CancelledError, InvalidOptionError
 from radsynth.nets import maisi
 from radsynth.pipelines.generate import latent
-from radsynth.pipelines.generate import maisi_config as mc
+from radsynth.nets import maisi_config as mc
 from radsynth.progress import CancelToken
 
 torch.set_flush_denormal(True)

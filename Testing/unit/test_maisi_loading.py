@@ -15,7 +15,7 @@ import torch
 from radsynth import models
 from radsynth.errors import ModelError
 from radsynth.nets import maisi
-from radsynth.pipelines.generate import maisi_config as mc
+from radsynth.nets import maisi_config as mc
 
 torch.set_flush_denormal(True)
 PARTS = ("autoencoder", "diffusion", "controlnet")

@@ -2,7 +2,7 @@
 
 The networks are MONAI's own (``monai.apps.generation.maisi.networks``: ``AutoencoderKlMaisi``,
 ``DiffusionModelUNetMaisi``, ``ControlNetMaisi``) built from the ``*_def`` entries of a MAISI network config
-(see :mod:`radsynth.pipelines.generate.maisi_config`). A RadSynth MAISI model is one folder holding all of a
+(see :mod:`radsynth.nets.maisi_config`). A RadSynth MAISI model is one folder holding all of a
 generator's networks in one ``weights.safetensors`` (keys prefixed ``autoencoder.``, ``diffusion.``,
 ``controlnet.``) and a ``card.json`` with the config, the latent scale factor, the scheduler, the grid the model
 supports and the intensity mapping.
@@ -29,7 +29,7 @@ import torch
 
 from .. import models
 from ..errors import ModelError
-from ..pipelines.generate import maisi_config as mc
+from . import maisi_config as mc
 
 KINDS = {"rflow": "maisi-rflow-ct", "ddpm": "maisi-ddpm-ct"}
 REQUIRED = ("networks", "latent", "scheduler", "grid", "intensity", "conditioning")

@@ -23,8 +23,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ...errors import InvalidOptionError, ModelError
-from ...numbers import finite_number
+from ..errors import InvalidOptionError, ModelError
+from ..numbers import finite_number
 
 # ------------------------------------------------------------------------------------------------ network config
 

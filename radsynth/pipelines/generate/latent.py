@@ -32,7 +32,7 @@ from ...errors import InvalidOptionError, ModelError
 from ...progress import CancelToken, ProgressFn, StagedProgress
 from ...result import Result
 from ...volume import Volume
-from . import maisi_config as mc
+from ...nets import maisi_config as mc
 
 OPERATION = "generate-volume"
 SAMPLERS = {"rflow": ("rflow",), "ddpm": ("ddpm", "ddim")}
