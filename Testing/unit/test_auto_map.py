@@ -161,3 +161,19 @@ def test_phantom_bad_inputs():
     no_trachea.array[:, :3, :] = -1000
     no_trachea.array[:, -3:, :] = -1000
     assert any("trachea" in w for w in auto_map(no_trachea).warnings)
+
+
+def test_auto_map_operation_through_the_registry():
+    from radsynth.pipelines import registry
+
+    ct, _ = _phantom(False)
+    nod = np.zeros(ct.shape, np.uint8)
+    nod[9, 50, 30] = 1
+    op = registry.get("auto-map")
+    assert not op.needs_mask and op.module == "inpaint"
+    result = op.runner()(registry.RunContext(lambda *a: None), ct, None,
+                         **op.check({"nodules": ct.label_like(nod), "nodule_label": "malignant nodule"}))
+    assert result.volume.array[9, 50, 30] == L.MALIGNANT and not result.volume.is_synthetic
+    rows = {r["name"]: r for r in result.tables["labels"]}
+    assert rows["malignant nodule"]["voxels"] == 1 and rows["trachea"]["volume_ml"] > 0
+    assert result.settings["lung_split"].startswith("erosion")
