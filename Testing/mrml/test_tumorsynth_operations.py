@@ -313,6 +313,20 @@ def test_engine_refusal_changes_nothing(logic, scene, loaded, lung1, points):
     assert scene.GetNumberOfNodes() == count
 
 
+def test_a_tumour_in_the_air_is_refused(logic, scene, loaded, lung1, points):
+    """Placing at a point in the air beside the patient, or moving a tumour there, is refused in plain words before
+    any model runs; nothing is added."""
+    ct, _ = lung1
+    node, seg, sid, _ = loaded
+    air, _ = markups(scene, ct, (points[1][0], 40, 40))   # near the corner of the slice: air around the patient
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InvalidMaskError, match="in the air outside the patient's body"):
+        logic.run(op_params(node, operation=PLACE, point=air, shape={"volume_ml": 2.0}))
+    with pytest.raises(InvalidMaskError, match="moved tumour lies .* in the air"):
+        logic.run(op_params(node, operation=MOVE, segmentation=seg, segment_id=sid, point=air))
+    assert scene.GetNumberOfNodes() == count
+
+
 def test_cancel_changes_nothing(logic, scene, loaded, lung1, points):
     ct, _ = lung1
     node, seg, sid, _ = loaded

@@ -90,6 +90,22 @@ class Outcome:
 
 
 # -- reading the scene (main thread) -------------------------------------------------------------------------------
+def check_site(request: "OperationRequest", progress: ProgressFn) -> None:
+    """Refuse a new tumour in the air outside the body or outside the chosen organ (as the CLI does)."""
+    from radsynth.placement import Site
+    if request.operation not in (PLACE, MOVE):
+        return
+    progress(0.0, "finding the body")
+    site = Site(request.image)
+    organ = request.organ.array > 0 if request.organ is not None else None
+    if request.operation == MOVE:
+        site.check_region(site.shifted(request.mask.array > 0, request.shift_lps), "The moved tumour")
+    elif request.painted is not None:
+        site.check_region(request.painted.array > 0, "The painted region", organ, "the organ segment")
+    else:
+        site.check_point(request.point_lps, organ, "the organ segment")
+
+
 def point_lps(markups) -> tuple[float, float, float]:
     """The first control point of a markups node, in world LPS (the engine's frame)."""
     if markups is None or markups.GetNumberOfControlPoints() < 1:
@@ -218,6 +234,8 @@ class OperationsLogic:
         cancel.check()
         runner = runner or self.runner
         first, n = batch[0], len(batch)
+        check_site(first, progress)   # seconds of body-mask work: here, off the main thread
+        cancel.check()
         target = None
         if first.operation in (PLACE, RETEXTURE):
             target = texture_target(first, progress, cancel)
