@@ -218,6 +218,18 @@ def test_slice_fill_changes_only_region_and_feather_bit_for_bit(lung1):
     assert np.array_equal(again, res.volume.array)
 
 
+def test_round_region_is_filled_to_its_thin_ends(lung1):
+    """A 30 mm ball on 5 mm slices: its end slices cover few pixels, and every one of its voxels is regenerated."""
+    from radsynth.evaluate.heldout import ellipsoid
+    ct, _ = lung1
+    ball = ellipsoid(ct, np.array([24, 330, 150]), np.array([15.0, 15.0, 15.0]))
+    net = _randomised(InpaintUNet(TINY))
+    res = fill_region(ct, ct.label_like(ball), palette_filler(net, 2), SliceModelSpec((48, 48), (1.25, 1.25),
+                                                                                     SPEC.window))
+    assert res.slices == len(np.unique(np.argwhere(ball)[:, 0])) == 7
+    assert (res.volume.array != ct.array)[ball].mean() > 0.95
+
+
 def test_each_slice_is_conditioned_on_the_one_generated_before(lung1):
     ct, tumour = lung1
     seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []

@@ -115,6 +115,21 @@ def _box(ct: Volume, on_grid: np.ndarray, spec: SliceModelSpec) -> tuple[np.ndar
     return center, spec.box(int(ks[-1] - ks[0] + 3), float(ct.spacing[2]))
 
 
+def _touched(ct: Volume, on_grid: np.ndarray, region: Region) -> np.ndarray:
+    """Model pixels that hold at least one mask voxel: ``extract``'s half-coverage rule drops the thin end slices
+    of a round region (a few native voxels, less than half of any coarser model pixel), which would then be pasted
+    back unfilled."""
+    grid = region.grid
+    d = np.asarray(grid.GetDirection()).reshape(3, 3)
+    pts = ct.index_to_physical(np.argwhere(on_grid))
+    ijk = ((pts - np.asarray(grid.GetOrigin())) @ d) / np.asarray(grid.GetSpacing())
+    kji = np.rint(ijk[:, ::-1]).astype(int)
+    inside = np.all((kji >= 0) & (kji < np.asarray(region.mask.shape)), axis=1)
+    out = region.mask > 0
+    out[tuple(kji[inside].T)] = True
+    return out
+
+
 def _grow_in_plane(mask: np.ndarray, spacing_ij: tuple[float, float], reach_mm: float) -> np.ndarray:
     """``mask`` (k, j, i) grown by ``reach_mm`` within each slice only (slices are 5 mm apart on the sample CTs,
     farther than any margin: growing in 3D would regenerate whole neighbouring slices)."""
@@ -143,7 +158,7 @@ def fill_region(ct: Volume, mask: Volume, filler: SliceFiller, spec: SliceModelS
                         "and back.")
     center, box = _box(ct, on_grid, spec)
     region = extract(ct, on_grid, box, center_lps=center)
-    grow = _grow_in_plane(region.mask > 0, box.spacing[:2], reach)
+    grow = _grow_in_plane(_touched(ct, on_grid, region), box.spacing[:2], reach)
     grow[0] = grow[-1] = False                   # the bounding slices stay real: they are the first neighbours
     todo = [k for k in range(1, box.size[2] - 1) if grow[k].any()]
     if direction == "down":
