@@ -59,6 +59,9 @@ _BUILDERS: dict[str, _Registration] = {
     "bbdm-texture": _Registration("radsynth.pipelines.loading:build_tumor_models",
                                   ("vqgan", "features", "latent_channels", "bridge")),
     "shape-gan": _Registration("radsynth.pipelines.shape:build_shape_model", ("features", "grid", "gaussian")),
+    "slice-score": _Registration("radsynth.nets.score_unet:build_slice_score",
+                                 ("architecture", "sde", "window", "grid")),
+    "icnet": _Registration("radsynth.nets.icnet:build_icnet", ("architecture", "window")),
 }
 
 

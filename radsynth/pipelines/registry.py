@@ -23,7 +23,7 @@ from ..errors import InvalidOptionError, RadSynthError
 KINDS = ("int", "float", "bool", "str", "choice", "point", "vector", "mapping", "volume", "volumes")
 VOLUME_KINDS = ("volume", "volumes")
 #: modules imported for their declarations; RADSYNTH_PLUGINS (comma-separated module names) adds more
-BUILTIN = ("radsynth.pipelines.tumor_ops",)
+BUILTIN = ("radsynth.pipelines.tumor_ops", "radsynth.pipelines.generate.slices_ops")
 PLUGINS_ENV = "RADSYNTH_PLUGINS"
 
 

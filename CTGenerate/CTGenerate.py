@@ -1,0 +1,211 @@
+"""CTGenerate: generate CT with diffusion models — here, grow a CT volume slice by slice from a seed slice (ASCII
+with IC-Net calibration), as a new volume marked synthetic.
+
+The panel wires widgets to a typed parameter node (parameters in ``CTGenerateLib/defaults.py``, engine defaults
+from the ``generate slices`` declaration) and runs the Qt-free ``CTGenerateLib`` logic as a ``RadSynthLib``
+background job: prepare (main thread), execute (background thread, in the worker process when Slicer's Python
+launcher is found), apply (main thread, from a QTimer poll). Cancel keeps the slices done, labelled partial.
+"""
+
+import importlib.util
+import os
+import sys
+
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+# From a source checkout the engine and the shared library sit next to this module's folder.
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynthLib")) \
+        and os.path.isdir(os.path.join(_SOURCE_ROOT, "RadSynthLib")):
+    sys.path.insert(0, _SOURCE_ROOT)
+
+from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
+from RadSynthLib.widgets import JobPanel  # noqa: E402
+from CTGenerateLib import defaults  # noqa: E402
+from CTGenerateLib import logic as core  # noqa: E402
+
+MODULE = core.MODULE
+
+CTGenerateParameterNode = parameters.wrapper_class(
+    "CTGenerateParameterNode", defaults.PARAMETERS, wrap=parameterNodeWrapper, node_type=lambda n: getattr(slicer, n),
+    within_range=WithinRange, choice=Choice, module=__name__)
+
+
+class CTGenerate(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("CTGenerate")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
+        self.parent.dependencies = []
+        self.parent.contributors = about.CONTRIBUTORS
+        self.parent.helpText = about.help_text("CTGenerate")
+        self.parent.acknowledgementText = about.acknowledgement("CTGenerate")
+        slicer.app.connect("startupCompleted()", sample_data.register)
+
+
+def ensure_dependencies():
+    return dependencies.ensure(MODULE, tr=_)
+
+
+class CTGenerateLogic(ScriptedLoadableModuleLogic, core.CTGenerateLogic):
+    def __init__(self, runner=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        core.CTGenerateLogic.__init__(self, runner)
+
+    def getParameterNode(self):
+        return CTGenerateParameterNode(super().getParameterNode())
+
+
+# widget name -> (parameter, Qt property)
+_BINDINGS = (("seedFromRedViewCheckBox", "seedFromRedView", "checked"), ("seedSliceSpinBox", "seedSlice", "value"),
+             ("directionComboBox", "direction", "currentText"), ("slicesSpinBox", "slices", "value"),
+             ("kSpinBox", "k", "value"), ("icnetCheckBox", "icnet", "checked"),
+             ("samplerComboBox", "sampler", "currentText"), ("stepsSpinBox", "steps", "value"),
+             ("seedSpinBox", "seed", "value"), ("modelDirPathLineEdit", "modelDir", "currentPath"))
+
+
+class CTGenerateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = self._parameterNode = self.job = None
+        self._updating = False
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CTGenerate.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CTGenerateLogic(workers.acquire(MODULE))
+        for widget, name, _prop in _BINDINGS:   # tooltips: help, range and the reason for the default
+            p = defaults.param(name)
+            w = getattr(self.ui, widget)
+            reason = p.option.reason if p.option is not None else ""
+            w.toolTip = "\n".join(t for t in (w.toolTip, p.help, reason) if t)
+        self.job = JobPanel(MODULE, self.ui.progressBar, self.ui.statusLabel, onChanged=self._updateButtons)
+        self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateParameterNodeFromGUI)
+        for w in ("seedFromRedViewCheckBox", "icnetCheckBox"):
+            getattr(self.ui, w).toggled.connect(self.updateParameterNodeFromGUI)
+        for w in ("seedSliceSpinBox", "slicesSpinBox", "kSpinBox", "stepsSpinBox", "seedSpinBox"):
+            getattr(self.ui, w).valueChanged.connect(self.updateParameterNodeFromGUI)
+        for w in ("directionComboBox", "samplerComboBox"):
+            getattr(self.ui, w).currentIndexChanged.connect(self.updateParameterNodeFromGUI)
+        self.ui.modelDirPathLineEdit.currentPathChanged.connect(self.updateParameterNodeFromGUI)
+        self.ui.applyButton.clicked.connect(self.onApply)
+        self.ui.cancelButton.clicked.connect(self.job.cancel)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.job.cleanup()
+        self.removeObservers()
+        workers.release(MODULE)
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def onSceneStartClose(self, caller, event):
+        self.job.discard()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if self._parameterNode.inputVolume is None:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, node):
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = node
+        if node is not None:
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        p = self._parameterNode
+        if p is None or self._updating:
+            return
+        self._updating = True
+        try:
+            self.ui.inputVolumeSelector.setCurrentNode(p.inputVolume)
+            for widget, name, prop in _BINDINGS:
+                setattr(getattr(self.ui, widget), prop, getattr(p, name))
+            self.ui.seedSliceSpinBox.enabled = not p.seedFromRedView
+            self._updateButtons()
+        finally:
+            self._updating = False
+
+    def updateParameterNodeFromGUI(self, *args):
+        p = self._parameterNode
+        if p is None or self._updating:
+            return
+        wasModified = p.StartModify()
+        try:
+            p.inputVolume = self.ui.inputVolumeSelector.currentNode()
+            for widget, name, prop in _BINDINGS:
+                setattr(p, name, getattr(getattr(self.ui, widget), prop))
+        finally:
+            p.EndModify(wasModified)
+
+    def _updateButtons(self):
+        p = self._parameterNode
+        busy = self.job is not None and self.job.busy
+        self.ui.applyButton.enabled = p is not None and p.inputVolume is not None and not busy
+        self.ui.cancelButton.enabled = busy
+
+    def parameters(self):
+        """The panel's choices as the logic's parameters (the red view's slice when so chosen)."""
+        p = self._parameterNode
+        seed = defaults.param("seedSlice").engine_value(p.seedSlice)
+        if p.seedFromRedView and p.inputVolume is not None:
+            red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            seed = core.seed_slice_from_slice_node(p.inputVolume, red)
+        return core.CTGenerateParameters(
+            input_volume=p.inputVolume, seed_slice=seed, direction=p.direction, slices=p.slices,
+            k=defaults.param("k").engine_value(p.k), icnet=p.icnet, sampler=p.sampler,
+            steps=defaults.param("steps").engine_value(p.steps), seed=p.seed, model_dir=p.modelDir or None)
+
+    def onApply(self):
+        if not ensure_dependencies():
+            return
+        with slicer.util.tryWithErrorDisplay(_("CTGenerate could not start."), waitCursor=True):
+            request = self.logic.prepare(self.parameters())
+            self.job.start(self.logic, request, done=self.showResult)
+
+    def showResult(self, nodes):
+        node = nodes["volume"]
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        if nodes.get("partial"):
+            self.ui.statusLabel.text = _("Cancelled: the slices generated so far were added, labelled partial.")
+        else:
+            self.ui.statusLabel.text = _("Done: {name}").format(name=node.GetName())
+
+
+class CTGenerateTest(ScriptedLoadableModuleTest):
+    """Grows two slices up from the lung1 sample CT (SampleData) with the demo model and checks the geometry."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        self.test_grow_from_seed()
+
+    def test_grow_from_seed(self):
+        sample_data.register()
+        node, _tumor = sample_data.load("lung1")
+        logic = CTGenerateLogic()
+        nodes = logic.run(core.CTGenerateParameters(input_volume=node, seed_slice=20, slices=2, steps=4))
+        out = nodes["volume"]
+        self.assertEqual(out.GetImageData().GetDimensions()[2], 3)
+        self.assertEqual(out.GetSpacing(), node.GetSpacing())

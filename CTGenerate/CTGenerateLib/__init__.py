@@ -1,0 +1,1 @@
+"""CTGenerate's Qt-free logic (MRML nodes in, new synthetic volume nodes out)."""
