@@ -25,7 +25,7 @@ R1 = {"synthetic": [("synthetic", 5, 1, 10), ("synthetic", 4, 2, 20), ("real", 1
 def built(tmp_path):
     inputs = toy_inputs(tmp_path / "in", 3, 3, shape=(4, 16, 16))
     res = build_study(inputs, tmp_path / "study", readers=3, seed=4, likert=["realism"])
-    return res.study, res.key_path, json.loads(res.key_path.read_text())
+    return res.study, res.key_path, json.loads(res.key_path.read_text(encoding="utf-8"))
 
 
 def answer(study, key, reader, plan):
@@ -75,9 +75,9 @@ def test_numbers_files_and_imrmc(built, tmp_path):
     for name in ("report.json", "report.html", "reads.csv", "reads.imrmc", "imrmc_ids.csv", "roc.png",
                  "accuracy.png", "reading_time.png", "likert.png"):
         assert (out / name).stat().st_size > 0, name
-    assert json.loads((out / "report.json").read_text())["readers"]["R1"]["auc"] == pytest.approx(8 / 9)
-    assert 'src="roc.png"' in (out / "report.html").read_text()
-    lines = (out / "reads.imrmc").read_text().splitlines()
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["readers"]["R1"]["auc"] == pytest.approx(8 / 9)
+    assert 'src="roc.png"' in (out / "report.html").read_text(encoding="utf-8")
+    lines = (out / "reads.imrmc").read_text(encoding="utf-8").splitlines()
     header = dict(line.split(": ") for line in lines[:lines.index("BEGIN DATA:")] if ": " in line)
     assert header == {"NR": "2", "N0": "3", "N1": "3", "NM": "1"}
     data = [line.split(",") for line in lines[lines.index("BEGIN DATA:") + 1:]]
@@ -131,7 +131,7 @@ def test_refuses_missing_wrong_and_tampered_keys(built, tmp_path):
     with pytest.raises(StudyError, match="outside the study folder"):
         analyse_study(study.folder, key_path, study.folder / "report")
 
-    doc = json.loads((study.folder / "study.json").read_text())
+    doc = json.loads((study.folder / "study.json").read_text(encoding="utf-8"))
     doc["orders"]["R1"] = doc["orders"]["R1"][::-1]
     (study.folder / "study.json").write_text(json.dumps(doc, indent=2))
     Study.open(study.folder)  # still a valid study ...

@@ -30,7 +30,9 @@ def lung2():
 
 @pytest.fixture(scope="module")
 def client():
-    with WorkerClient() as c:
+    # a generous grace: these tests are about the cooperative path (cancel at the next step, worker kept); the
+    # kill after the default grace is tested in test_worker_faults.py, and a step can exceed it on a loaded machine
+    with WorkerClient(cancel_grace_s=5.0) as c:
         yield c
 
 
