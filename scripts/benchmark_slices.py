@@ -57,20 +57,19 @@ def montage(ct, grown, settings, path: str) -> None:
 
     first = settings["output_first_slice_in_input"]
     real = ct.array[max(first, 0):first + grown.shape[0]]
-    col = ct.shape[2] // 2
+    row, col = ct.shape[1] // 2, ct.shape[2] // 2
     aspect = ct.spacing[2] / ct.spacing[1]
     fig, ax = plt.subplots(2, 4, figsize=(14, 7))
-    for a, vol, title in ((ax[0, 0], real, "real, coronal"), (ax[0, 1], grown.array, "grown, coronal")):
-        a.imshow(vol[::-1, :, col], cmap="gray", vmin=-1000, vmax=400, aspect=aspect)
+    panels = ((real[::-1, row, :], "real, coronal"), (grown.array[::-1, row, :], "grown, coronal"),
+              (real[::-1, :, col], "real, sagittal"), (grown.array[::-1, :, col], "grown, sagittal"))
+    for a, (image, title) in zip(ax[0], panels):       # head at the top
+        a.imshow(image, cmap="gray", vmin=-1000, vmax=400, aspect=aspect)
         a.set_title(title)
-    for a, vol, title in ((ax[0, 2], real, "real, sagittal"), (ax[0, 3], grown.array, "grown, sagittal")):
-        a.imshow(vol[::-1, :, :].transpose(0, 2, 1)[:, :, ct.shape[1] // 2], cmap="gray", vmin=-1000, vmax=400,
-                 aspect=aspect)
-        a.set_title(title)
-    picks = np.linspace(0, grown.shape[0] - 1, 4).astype(int)
+    seed = settings["slices_below"]
+    picks = sorted({0, seed, (seed + grown.shape[0] - 1) // 2 + 1, grown.shape[0] - 1})[:4]
     for a, k in zip(ax[1], picks):
         a.imshow(grown.array[k], cmap="gray", vmin=-1000, vmax=400)
-        a.set_title(f"grown axial {k}" + (" (seed)" if k - settings["slices_below"] == 0 else ""))
+        a.set_title(f"grown axial {k}" + (" (seed)" if k == seed else ""))
     for a in ax.ravel():
         a.axis("off")
     fig.tight_layout()
