@@ -218,3 +218,48 @@ def test_neighbour_start_reproduces_the_conditional_of_an_exact_gaussian():
     assert abs(new.mean().item() - mean) < 0.08 * var ** 0.5
     assert abs(new.var().item() / var - 1) < 0.10
     assert sampler.evaluations == 39 and g.calls == 39
+
+
+@pytest.mark.parametrize("mu, drift_hu, within_hu", [(0.8, 12.0, 2.5), (1.2, 12.0, 7.0)])
+def test_demo_icnet_undoes_a_known_contrast_scaling(mu, drift_hu, within_hu):
+    """Soft tissue of lung1 (64² at 6 mm, −120…120 HU away from the window edges) scaled by μ about its mean: the
+    bundled IC-Net brings it back within ``within_hu`` of the real slice (μ > 1 pushes tissue out of the window,
+    where clipping loses it)."""
+    from radsynth import models
+    from radsynth.nets.icnet import calibrate_hu, perturb_contrast, window_from_card
+    from radsynth.train.slices import load_stacks, sample_volumes
+
+    net = models.load("icnet", device="cpu")
+    w = window_from_card(net.card)
+    stack = torch.from_numpy(load_stacks(sample_volumes()[:1], 64, 6.0, log=lambda *a: None)[0])
+    cur, prev = stack[11:41], stack[10:40]
+    scaled = perturb_contrast(w.to_unit(cur).unsqueeze(1), torch.full((cur.shape[0],), mu)).squeeze(1).clamp(-1, 1)
+    drifted = torch.where((cur > w.lo) & (cur < w.hi), w.to_hu(scaled), cur)
+    out = calibrate_hu(net, drifted, prev, w)
+    inside = (cur > w.lo + 30) & (cur < w.hi - 30)
+    assert (drifted - cur).abs()[inside].mean() == pytest.approx(drift_hu, abs=1.0)
+    assert (out - cur).abs()[inside].mean() < within_hu
+    outside = (cur <= w.lo) | (cur >= w.hi)
+    assert torch.equal(out[outside], drifted[outside])
+
+
+def test_training_finds_the_documented_layouts_and_runs(tmp_path):
+    from radsynth.train import slices as train
+
+    for layout, files in {"totalseg": ["s0001/ct.nii.gz", "s0002/ct.nii.gz"], "msd": ["imagesTr/lung_001.nii.gz"],
+                          "flat": ["a.nii.gz", "b.nrrd"], "dicom": ["series1/1.dcm"]}.items():
+        for f in files:
+            (tmp_path / layout / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / layout / f).write_bytes(b"")
+        found = train.find_volumes(tmp_path / layout)
+        assert len(found) == (1 if layout == "dicom" else len(files)), layout
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="No CT volumes"):
+        train.find_volumes(tmp_path / "empty")
+    stacks = [np.full((4, 16, 16), -1000.0, np.float32), np.full((3, 16, 16), 40.0, np.float32)]
+    windows = train.score_windows(stacks, 2)
+    assert windows.shape == (4 + 3, 2, 16, 16)            # one air slice padded below each stack
+    assert torch.all(windows[0, 0] == -1.0)
+    arch = dict(train.SCORE_ARCH, channels=[8, 8], attention_levels=[False, False], num_head_channels=8)
+    net, log = train.train_score(windows, arch, seconds=1.0, batch=2, log=lambda *a, **k: None)
+    assert log["steps"] >= 1 and np.isfinite(log["final_loss_mean_last_100"])
