@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     sched = make_scheduler(SCHEDULE)
     if a.model == "sdm":
         classes = L.BASIC
-        net = sdm.SDMUNet({**ARCH, "spade_intermediate_channels": 32}, classes)
-        kind, arch = sdm.KIND, {**ARCH, "spade_intermediate_channels": 32}
+        net = sdm.SDMUNet({**ARCH, "spade_intermediate_channels": 16}, classes)
+        kind, arch = sdm.KIND, {**ARCH, "spade_intermediate_channels": 16}
     else:
         arch = {**ARCH, "mask_input": a.model == "palette"}
         net, kind, classes = inpaint_unet.InpaintUNet(arch), inpaint_unet.KIND, None
