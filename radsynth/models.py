@@ -53,7 +53,9 @@ class _Registration:
     requires: tuple[str, ...] = ()       # card fields the builder reads, checked before it runs
 
 
-#: The built-in kinds. Other modules (CTGenerate, plugins) call register_builder for theirs.
+_MAISI = ("networks", "latent", "scheduler", "grid", "intensity", "conditioning")
+#: The built-in kinds, each named "module:function" so that nothing is imported before its first load; plugins call
+#: register_builder for theirs. Kinds without a bundled model (MAISI: the user's checkpoints) need a folder.
 _BUILDERS: dict[str, _Registration] = {
     "vqgan": _Registration("radsynth.pipelines.loading:build_codec", ("region", "latent")),
     "bbdm-texture": _Registration("radsynth.pipelines.loading:build_tumor_models",
@@ -62,6 +64,10 @@ _BUILDERS: dict[str, _Registration] = {
     "slice-score": _Registration("radsynth.nets.score_unet:build_slice_score",
                                  ("architecture", "sde", "window", "grid")),
     "icnet": _Registration("radsynth.nets.icnet:build_icnet", ("architecture", "window")),
+    "diffusion-inpaint": _Registration("radsynth.nets.inpaint_unet:build_inpaint_unet", ("architecture", "region")),
+    "sdm": _Registration("radsynth.nets.sdm:build_sdm", ("architecture", "classes", "region")),
+    "maisi-rflow-ct": _Registration("radsynth.nets.maisi:build_generator", _MAISI),
+    "maisi-ddpm-ct": _Registration("radsynth.nets.maisi:build_generator", _MAISI),
 }
 
 

@@ -269,8 +269,12 @@ def test_catalogue_and_bundled_cards_agree(no_user_models):
         timing = card["timing"]
         assert timing["cpu_s"] > 0 and timing["forward"]
         assert timing["gpu_s"] is not None or timing["gpu_reason"]
-    for kind in models.known_kinds():   # every built-in kind has a default model that is installed
+    bundled_kinds = {e["kind"] for e in entries if e["bundled"]}
+    for kind in bundled_kinds:   # a kind with a bundled model has it installed as its default
         assert models.default_folder(kind).is_dir()
+    for kind in set(models.known_kinds()) - bundled_kinds:   # the others need a folder, and say so by name
+        with pytest.raises(ModelError, match="is not installed|No default model"):
+            models.default_folder(kind)
 
 
 def test_texture_model_and_its_vqgan_must_belong_together(tmp_path, no_user_models):
@@ -297,6 +301,6 @@ def test_timing_script_measures_a_forward():
     spec = importlib.util.spec_from_file_location("measure_model_timing", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert set(script.PROBES) == set(models.known_kinds())
+    assert set(script.PROBES) == {e["kind"] for e in models.catalog() if e["bundled"]}   # every bundled model timed
     seconds, what = script.measure("shape-gan", bundled("demo-shape-gan"), torch.device("cpu"), repeats=1)
     assert seconds > 0 and "32^3" in what

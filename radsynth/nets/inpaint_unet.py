@@ -141,10 +141,3 @@ def build_inpaint_unet(folder, card: dict, state: dict, device: torch.device) ->
     net.card = card
     net.scheduler = make_scheduler(card.get("schedule"))
     return net.to(device).eval()
-
-
-def register() -> None:
-    """Declare the kind to the model registry."""
-    from .. import models
-
-    models.register_builder(KIND, "radsynth.nets.inpaint_unet:build_inpaint_unet", requires=("architecture", "region"))

@@ -32,7 +32,6 @@ from ..errors import ModelError
 from . import maisi_config as mc
 
 KINDS = {"rflow": "maisi-rflow-ct", "ddpm": "maisi-ddpm-ct"}
-REQUIRED = ("networks", "latent", "scheduler", "grid", "intensity", "conditioning")
 #: what a published checkpoint dict keeps its state dict under (NV-Generate-CTMR scripts/utils_infer.py)
 STATE_KEYS = ("unet_state_dict", "controlnet_state_dict", "state_dict", "model_state_dict", "model")
 DEFAULT_STEPS = {"rflow": 30, "ddpm": 1000}
@@ -211,11 +210,6 @@ def build_generator(folder: Path, card: dict, state: dict, device: torch.device)
     built = {name: load_part(name, arch[mc.PARTS[name][0]], parts[name], folder, device) for name in networks}
     return MaisiNetworks(built["autoencoder"], built["diffusion"], built.get("controlnet"), card, device)
 
-
-def register() -> None:
-    """Declare the MAISI kinds to the model registry (``radsynth models add`` / ``load`` can then build them)."""
-    for kind in KINDS.values():
-        models.register_builder(kind, "radsynth.nets.maisi:build_generator", requires=REQUIRED)
 
 
 # --------------------------------------------------------------------------------------------------- converting

@@ -159,10 +159,3 @@ def build_sdm(folder, card: dict, state: dict, device: torch.device) -> SDMUNet:
     net.card = card
     net.scheduler = make_scheduler(card.get("schedule"))
     return net.to(device).eval()
-
-
-def register() -> None:
-    """Declare the kind to the model registry."""
-    from .. import models
-
-    models.register_builder(KIND, "radsynth.nets.sdm:build_sdm", requires=("architecture", "classes", "region"))

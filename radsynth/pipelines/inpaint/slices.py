@@ -292,10 +292,8 @@ def _result(operation: str, image: Volume, region_mask: Volume, res: FillResult,
 
 def run_fill(ctx: Any, image: Volume, mask: Volume, **o: Any) -> Any:
     """Registry run function of ``fill``."""
-    from ...nets import inpaint_unet
     from . import FILL_MODEL
 
-    inpaint_unet.register()
     net = ctx.model(FILL_MODEL)
     mode = o.get("mode", "healthy")
     if net.mask_input:
@@ -333,7 +331,6 @@ def run_render_map(ctx: Any, image: Volume, mask: Optional[Volume], **o: Any) ->
                                                  sitk.sitkNearestNeighbor, 0)) if not label_map.same_grid(image) \
         else np.asarray(label_map.array)
     labels.validate(on_ct, what="The label map")
-    sdm.register()
     net = ctx.model(SDM_MODEL)
     folded, note = labels.fold_malignancy(on_ct, net.classes)
     labels.validate(folded, net.classes, what="The label map")
