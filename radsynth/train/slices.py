@@ -118,7 +118,7 @@ def _shift(batch: torch.Tensor, generator: torch.Generator, most: int = 3, fill:
 
 def train_score(windows: torch.Tensor, arch: dict, seconds: float, batch: int = 8, lr: float = 1e-3,
                 ema_decay: float = 0.995, seed: int = 0, sde: Optional[dict] = None,
-                log=print) -> tuple[torch.nn.Module, dict]:
+                init: Optional[Path] = None, log=print) -> tuple[torch.nn.Module, dict]:
     from ..nets.score_unet import ScoreUNet
     from ..processes.ve_sde import VESDE, dsm_loss, sample_training_sigmas
 
@@ -126,6 +126,9 @@ def train_score(windows: torch.Tensor, arch: dict, seconds: float, batch: int = 
     g = torch.Generator().manual_seed(seed)
     sde = VESDE.from_card({"sde": sde or SDE})
     net = ScoreUNet(arch, sde.sigma_min, sde.sigma_max)
+    if init is not None:   # continue a model's training: same architecture and noise range, its weights
+        from safetensors.torch import load_file
+        net.load_state_dict({k: v.float() for k, v in load_file(str(Path(init) / "weights.safetensors")).items()})
     ema = copy.deepcopy(net).eval()
     opt = torch.optim.Adam(net.parameters(), lr)
     t0, step, losses = time.perf_counter(), 0, []
@@ -197,6 +200,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--icnet-minutes", type=float, default=2.0)
     ap.add_argument("--sigma-max", type=float, default=SDE["sigma_max"],
                     help="VE-SDE sigma_max (the thesis's 68 is for 512^2 slices)")
+    ap.add_argument("--init", type=Path, default=None, help="continue training this slice-score model folder")
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--name", default="demo")
     args = ap.parse_args(argv)
 
@@ -215,7 +220,13 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     arch = dict(SCORE_ARCH, slices=args.slices)
     sde = dict(SDE, sigma_max=args.sigma_max)
-    score, score_log = train_score(score_windows(stacks, args.slices), arch, args.score_minutes * 60, sde=sde)
+    score, score_log = train_score(score_windows(stacks, args.slices), arch, args.score_minutes * 60, sde=sde,
+                                   lr=args.lr, init=args.init)
+    if args.init is not None:
+        before = json.loads((args.init / "card.json").read_text()).get("training", {})
+        score_log["continued_from"] = {k: before.get(k) for k in ("steps", "seconds", "lr")}
+        score_log["total_seconds"] = round(score_log["seconds"] + float(before.get("seconds") or 0), 1)
+        score_log["total_steps"] = score_log["steps"] + int(before.get("steps") or 0)
     score_card = {
         "name": f"{args.name}-slice-score", "kind": "slice-score", "version": "0.1.0", "demo": demo,
         "description": f"ASCII score model (VE-SDE) over K={args.slices} adjacent axial slices; grows a CT slice by "
@@ -227,6 +238,10 @@ def main(argv: Optional[list[str]] = None) -> None:
                   "a mismatch warning",
         "licence": "Apache-2.0",
     }
+    if args.init is not None and "sampling" in json.loads((args.init / "card.json").read_text()):
+        score_card["sampling"] = json.loads((args.init / "card.json").read_text())["sampling"]
+    else:   # measured on the demo model: BENCHMARKS.md "CTGenerate slice growth"
+        score_card["sampling"] = {"fast_start_sigma": 1.0}
     save_model(args.out / f"{args.name}-slice-score", score, score_card, half=True)
     print(json.dumps({"score": score_log}), flush=True)
 
