@@ -2,6 +2,7 @@
 worker and through the CLI, without any code in the runner, the worker protocol or the CLI knowing it."""
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -23,18 +24,19 @@ PLUGIN = textwrap.dedent('''
     from radsynth.pipelines.registry import Operation, Option, register
     from radsynth.result import Result
 
-    def run(ctx, image, mask, level=0.0, note=None):
+    def run(ctx, image, mask, level=0.0, note=None, clip=True):
         if ctx.progress:
             ctx.progress(0.5, "inverting")
         inside = mask.array > 0
         array = image.array.astype(np.float32)
         out = image.with_array(np.where(inside, 2 * level - array, array).astype(image.array.dtype))
         out.mark_synthetic("toy invert")
-        return Result("invert", out, image.label_like(inside), settings={"level": level, "note": note})
+        return Result("invert", out, image.label_like(inside), settings={"level": level, "note": note, "clip": clip})
 
     register(Operation("invert", "toy", "Mirror the intensities inside the mask about a level.", run,
                        (Option("level", "float", -500.0, "Mirror level", unit="HU", min=-1024, max=3071),
-                        Option("note", "str", None, "Free text kept in the report"))))
+                        Option("note", "str", None, "Free text kept in the report"),
+                        Option("clip", "bool", True, "Keep the result within the int16 range"))))
 ''')
 
 
@@ -89,13 +91,15 @@ def test_through_the_cli(plugin, tmp_path):
     cli = [sys.executable, "-m", "radsynth"]
     help_text = subprocess.run(cli + ["toy", "invert", "--help"], env=env, capture_output=True, text=True,
                                check=True).stdout
-    assert "--level" in help_text and "default -500" in help_text
+    assert "--level" in help_text and "default -500" in help_text and "--no-clip" in help_text
     out = tmp_path / "inverted.nrrd"
     done = subprocess.run(cli + ["toy", "invert", "--image", str(sample_path("lung1", "image")), "--mask",
-                                 str(sample_path("lung1", "label")), "--level", "-300", "--out", str(out)],
+                                 str(sample_path("lung1", "label")), "--level", "-300", "--no-clip", "--report",
+                                 str(tmp_path / "r.json"), "--out", str(out)],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     image, label = read_volume(sample_path("lung1", "image")), read_volume(sample_path("lung1", "label"))
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["result"]["settings"]["clip"] is False
     written = sitk.ReadImage(str(out))
     assert written.GetMetaData("RadSynth.Synthetic") == "1"
     assert np.array_equal(sitk.GetArrayFromImage(written), expected(image, label, -300.0))

@@ -47,6 +47,9 @@ def _flag(opt: registry.Option) -> Any:
     if opt.is_volume:
         return typer.Option(None, "--" + opt.name.replace("_", "-"), help=opt.describe() + " A label volume file"
                             + (" (repeatable)." if opt.kind == "volumes" else "."))
+    if opt.kind == "bool":   # both spellings, so a yes/no option that defaults to yes can be switched off
+        flag = opt.name.replace("_", "-")
+        return option_flag(opt, f"--{flag}/--no-{flag}")
     return option_flag(opt)
 
 
