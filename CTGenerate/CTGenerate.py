@@ -12,7 +12,6 @@ import os
 import sys
 
 import slicer
-import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -27,7 +26,7 @@ if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynth
     sys.path.insert(0, _SOURCE_ROOT)
 
 from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
-from RadSynthLib.widgets import JobPanel  # noqa: E402
+from RadSynthLib.widgets import JobPanel, ModuleWidgetMixin  # noqa: E402
 from CTGenerateLib import defaults  # noqa: E402
 from CTGenerateLib import logic as core  # noqa: E402
 
@@ -71,7 +70,7 @@ _BINDINGS = (("seedFromRedViewCheckBox", "seedFromRedView", "checked"), ("seedSl
              ("seedSpinBox", "seed", "value"), ("modelDirPathLineEdit", "modelDir", "currentPath"))
 
 
-class CTGenerateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class CTGenerateWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -101,8 +100,7 @@ class CTGenerateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelDirPathLineEdit.currentPathChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.cancelButton.clicked.connect(self.job.cancel)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeScene()
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -110,29 +108,10 @@ class CTGenerateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         workers.release(MODULE)
 
-    def enter(self):
-        self.initializeParameterNode()
-
-    def onSceneStartClose(self, caller, event):
-        self.job.discard()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         if self._parameterNode.inputVolume is None:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-
-    def setParameterNode(self, node):
-        if self._parameterNode is not None:
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self._parameterNode = node
-        if node is not None:
-            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self.updateGUIFromParameterNode()
 
     def updateGUIFromParameterNode(self, caller=None, event=None):
         p = self._parameterNode

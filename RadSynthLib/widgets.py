@@ -72,3 +72,35 @@ class JobPanel:
     def cleanup(self):
         self.cancel()
         self.timer.stop()
+
+
+class ModuleWidgetMixin:
+    """The scene and parameter-node plumbing every RadSynth module widget shares (Slicer's template writes it in
+    each module): observe the parameter node, re-initialise on enter and after a scene close, and drop a running
+    job's result when its scene closes. The widget provides ``job`` (a JobPanel), ``initializeParameterNode`` and
+    ``updateGUIFromParameterNode``; it lists this mixin before ScriptedLoadableModuleWidget and VTKObservationMixin.
+    """
+
+    def observeScene(self):
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def onSceneStartClose(self, caller, event):
+        self.job.discard()  # its nodes would land in a scene the user just closed
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def setParameterNode(self, node):
+        import vtk
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = node
+        if node is not None:
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()

@@ -11,7 +11,6 @@ import os
 import sys
 
 import slicer
-import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -28,7 +27,7 @@ if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynth
 
 from radsynth.errors import RadSynthError  # noqa: E402
 from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
-from RadSynthLib.widgets import JobPanel  # noqa: E402
+from RadSynthLib.widgets import JobPanel, ModuleWidgetMixin  # noqa: E402
 from TumorSynthLib import defaults  # noqa: E402
 from TumorSynthLib import logic as core  # noqa: E402
 from TumorSynthLib import panel as ops_panel  # noqa: E402
@@ -70,7 +69,7 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic, core.TumorSynthLogic):
         return TumorSynthParameterNode(super().getParameterNode())
 
 
-class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class TumorSynthWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -106,8 +105,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.cancelButton.clicked.connect(self.job.cancel)
         self.panel = ops_panel.OperationsPanel(self, ensure_dependencies)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeScene()
         self.initializeParameterNode()
 
     def _showDeclarations(self):
@@ -126,16 +124,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         workers.release(MODULE)  # the last RadSynth module to go stops the worker process and frees its models
 
-    def enter(self):
-        self.initializeParameterNode()
 
-    def onSceneStartClose(self, caller, event):
-        self.job.discard()  # its nodes would land in a scene the user just closed
-        self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
 
     # -- parameter node -----------------------------------------------------------------------------------------
     def initializeParameterNode(self):
@@ -146,14 +136,6 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not p.preset and self.ui.presetComboBox.count:
             p.preset = self.ui.presetComboBox.itemText(0)  # the combo box shows its first entry
         self.panel.resetTexture(onlyIfUnset=True)
-
-    def setParameterNode(self, node):
-        if self._parameterNode is not None:
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self._parameterNode = node
-        if node is not None:
-            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self.updateGUIFromParameterNode()
 
     def updateGUIFromParameterNode(self, caller=None, event=None):
         p = self._parameterNode
