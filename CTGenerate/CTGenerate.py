@@ -25,7 +25,7 @@ if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynth
         and os.path.isdir(os.path.join(_SOURCE_ROOT, "RadSynthLib")):
     sys.path.insert(0, _SOURCE_ROOT)
 
-from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
+from RadSynthLib import about, dependencies, dicom_plugin, parameters, sample_data, workers  # noqa: E402
 from RadSynthLib.widgets import JobPanel, ModuleWidgetMixin  # noqa: E402
 from CTGenerateLib import defaults  # noqa: E402
 from CTGenerateLib import logic as core  # noqa: E402
@@ -47,6 +47,8 @@ class CTGenerate(ScriptedLoadableModule):
         self.parent.helpText = about.help_text("CTGenerate")
         self.parent.acknowledgementText = about.acknowledgement("CTGenerate")
         slicer.app.connect("startupCompleted()", sample_data.register)
+        # synthetic volumes exported from the DICOM module say so (Synthetic Data YES, DERIVED)
+        slicer.app.connect("startupCompleted()", dicom_plugin.register)
 
 
 def ensure_dependencies():

@@ -26,7 +26,7 @@ if any(importlib.util.find_spec(name) is None for name in ("radsynth", "RadSynth
     sys.path.insert(0, _SOURCE_ROOT)
 
 from radsynth.errors import RadSynthError  # noqa: E402
-from RadSynthLib import about, dependencies, parameters, sample_data, workers  # noqa: E402
+from RadSynthLib import about, dependencies, dicom_plugin, parameters, sample_data, workers  # noqa: E402
 from RadSynthLib.widgets import JobPanel, ModuleWidgetMixin  # noqa: E402
 from TumorSynthLib import defaults  # noqa: E402
 from TumorSynthLib import logic as core  # noqa: E402
@@ -51,6 +51,8 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.acknowledgementText = about.acknowledgement("TumorSynth")
         # the sample chest CTs in the SampleData module (the self-test loads them from there)
         slicer.app.connect("startupCompleted()", sample_data.register)
+        # synthetic volumes exported from the DICOM module say so (Synthetic Data YES, DERIVED)
+        slicer.app.connect("startupCompleted()", dicom_plugin.register)
 
 
 def ensure_dependencies():
