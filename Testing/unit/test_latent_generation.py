@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from maisi_support import wake
 from torch import nn
 
 from radsynth.errors import CancelledError, InvalidOptionError
@@ -20,16 +21,6 @@ from radsynth.progress import CancelToken
 torch.set_flush_denormal(True)
 GRID = {"orientation": "RAS", "spacing_range_mm": [[0.5, 5.0]] * 3, "default_size": [32, 32, 32],
         "default_spacing_mm": [2.0, 2.0, 3.0]}
-
-
-def _wake(nets: dict) -> None:
-    """MONAI zero-initialises the UNet's output convolution and the ControlNet's residual convolutions, so random
-    networks would predict exactly zero; give those weights small random values so outputs depend on inputs."""
-    with torch.no_grad():
-        for net in nets.values():
-            for param in net.parameters():
-                if param.dim() > 1 and not param.any():
-                    param.normal_(0.0, 0.05)
 
 
 def _card(arch: dict, scale_factor: float = 1.0, **changes) -> dict:
@@ -53,7 +44,7 @@ def _model(scheduler: str = "rflow", scale_factor: float = 1.0, seed: int = 0, *
     torch.manual_seed(seed)
     nets = {p: maisi.build_network(p, arch[mc.PARTS[p][0]]).eval() for p in ("autoencoder", "diffusion",
                                                                               "controlnet")}
-    _wake(nets)
+    wake(nets)
     return maisi.MaisiNetworks(nets["autoencoder"], nets["diffusion"], nets["controlnet"],
                                _card(arch, scale_factor, **changes), torch.device("cpu"))
 

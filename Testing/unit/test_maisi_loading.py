@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from maisi_support import wake
 
 from radsynth import models
 from radsynth.errors import ModelError
@@ -19,16 +20,6 @@ from radsynth.nets import maisi_config as mc
 
 torch.set_flush_denormal(True)
 PARTS = ("autoencoder", "diffusion", "controlnet")
-
-
-def _wake(nets: dict) -> None:
-    """MONAI zero-initialises the UNet's output convolution and the ControlNet's residual convolutions, so random
-    networks would predict exactly zero; give those weights small random values so outputs depend on inputs."""
-    with torch.no_grad():
-        for net in nets.values():
-            for param in net.parameters():
-                if param.dim() > 1 and not param.any():
-                    param.normal_(0.0, 0.05)
 
 
 def _published_layout(folder: Path, config: dict, scale_factor: float = 1.7, seed: int = 0):
@@ -40,7 +31,7 @@ def _published_layout(folder: Path, config: dict, scale_factor: float = 1.7, see
     arch = mc.parse_network_config(config)
     torch.manual_seed(seed)
     nets = {p: maisi.build_network(p, arch[mc.PARTS[p][0]]) for p in PARTS}
-    _wake(nets)
+    wake(nets)
     torch.save(nets["autoencoder"].state_dict(), folder / "autoencoder_v1.pt")
     torch.save({"unet_state_dict": nets["diffusion"].state_dict(), "scale_factor": torch.tensor(scale_factor),
                 "epoch": 3}, folder / "diff_unet_3d_rflow-ct.pt")
