@@ -21,7 +21,8 @@ from ..errors import CancelledError, RadSynthError, WorkerError
 from ..progress import CancelToken, ProgressFn
 from ..result import Result
 from ..volume import Volume, read_volume
-from .protocol import error_from_event, volume_options, write_scratch
+from ..pipelines import registry
+from .protocol import error_from_event, write_scratch
 
 _EOF = object()   # end-of-stream marker on the event queue: the worker's stdout closed
 
@@ -233,7 +234,7 @@ def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, mode
                                   "out_mask": str(tmp / "out_mask.nrrd"),
                                   "model_dir": str(model_dir) if model_dir else None, "device": device}
         write_scratch(image, params["image"])
-        volumes = {"mask": mask, **{k: options.pop(k) for k in volume_options(op) if k in options}}
+        volumes = {"mask": mask, **{k: options.pop(k) for k in registry.get(op).volume_options if k in options}}
         for key, value in volumes.items():
             if isinstance(value, (list, tuple)):
                 params[key] = [str(tmp / f"{key}{i}.nrrd") for i in range(len(value))]

@@ -1,6 +1,7 @@
-"""What both ends of the worker pipe share: which options are files, ETA arithmetic, scratch files, error mapping.
+"""What both ends of the worker pipe share: ETA arithmetic, scratch files, error mapping.
 
-The operations themselves and their options are the registry's (``radsynth.pipelines.registry``).
+The operations, their options and which of them are volumes (sent as scratch files) are the registry's
+(``radsynth.pipelines.registry``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,7 @@ import SimpleITK as sitk
 
 from .. import errors
 from ..errors import RadSynthError, WorkerError
-from ..pipelines import registry
 from ..volume import Volume
-
-
-def volume_options(op: str) -> tuple[str, ...]:
-    """The options of ``op`` that are volumes; they travel as scratch files, the others as JSON."""
-    return registry.get(op).volume_options
 
 
 def eta_seconds(elapsed: float, fraction: float) -> Optional[float]:

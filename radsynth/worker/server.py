@@ -17,7 +17,7 @@ from ..outputs import VOLUME_SUFFIXES, Destination, check_destinations, write_al
 from ..progress import CancelToken
 from ..volume import read_volume
 from ..pipelines import registry
-from .protocol import eta_seconds, volume_options, write_scratch
+from .protocol import eta_seconds, write_scratch
 from .runner import Runner
 
 #: request parameters that say where files are and which models to use, not how to run the operation
@@ -95,7 +95,7 @@ class _Server:
                 self._tokens.pop(rid, None)
 
     def _run(self, rid: str, op: str, params: dict, token: CancelToken) -> None:
-        registry.get(op)   # an unknown operation is refused before any file is read
+        volume_options = registry.get(op).volume_options   # an unknown operation is refused before any file is read
         missing = [k for k in ("image", "out") if not params.get(k)]
         if missing:
             raise WorkerError(f"The request lacks the parameter(s) {', '.join(missing)}.")
@@ -112,7 +112,7 @@ class _Server:
                 self.emit(id=rid, event="progress", fraction=float(fraction), stage=stage,
                           eta_s=eta_seconds(now - started, fraction))
 
-        volumes = {key: params.get(key) for key in ("image", "mask", *volume_options(op))}
+        volumes = {key: params.get(key) for key in ("image", "mask", *volume_options)}
         for path in _labelled_paths(volumes):
             if not os.path.exists(path):
                 raise InvalidImageError(f"File or folder not found: {path}")
@@ -129,7 +129,7 @@ class _Server:
         token.check()
         mask = read_volume(params["mask"]) if params.get("mask") else None
         options = {k: v for k, v in params.items() if k not in _TRANSPORT}
-        for key in volume_options(op):
+        for key in volume_options:
             token.check()
             if isinstance(options.get(key), list):
                 options[key] = [read_volume(p) for p in options[key]]
