@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> None:
         arch = {**ARCH, "mask_input": a.model == "palette"}
         net, kind, classes = inpaint_unet.InpaintUNet(arch), inpaint_unet.KIND, None
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr)
-    organ_values = (L.LEFT_LUNG, L.RIGHT_LUNG, L.TRACHEA, L.NODULE)
+    # the mask-conditioned model is the healthy filler: its targets never hold a tumour, and half its lesion masks
+    # sit on the lung's edge (docs/diffusion-inpaint.md, "Removal against the chest wall")
+    healthy = a.model == "palette"
+    draw = {"organ_values": (L.LEFT_LUNG, L.RIGHT_LUNG, L.TRACHEA) + (() if healthy else (L.NODULE,)),
+            "lung_values": (L.LEFT_LUNG, L.RIGHT_LUNG), "avoid_values": L.NODULES if healthy else ()}
     losses, t0, step = [], time.perf_counter(), 0
     for step in range(1, a.steps + 1):
-        b = D.batch(vols, a.batch, SIZE, rng, organ_values=organ_values)
+        b = D.batch(vols, a.batch, SIZE, rng, **draw)
         img, nb = torch.from_numpy(b["image"]), torch.from_numpy(b["neighbour"])
         if a.model == "sdm":
             loss = sdm.training_loss(net, sched, img, net.one_hot(b["labels"]), nb, sdm.MAP_DROPOUT, gen)

@@ -9,6 +9,11 @@ fill organ-shaped holes and nothing else; a user draws any shape):
 * ``organ``: the region of one structure of the slice's label map (a lung, the body's soft tissue, a nodule),
   grown by a few mm, or its bounding box ("boxed", seed 002's boxed kidneys).
 
+Half the lesion masks are centred on the lung's edge (pleura, mediastinum) when the volume has a map: a tumour
+removed there must be refilled with the lung on one side and the chest wall on the other, the case TumorSynth's
+removal got wrong. ``healthy`` draws refuse any mask that covers a labelled nodule, so a model trained for healthy
+fill never learns to paint a tumour back.
+
 Every mask leaves at least ``MIN_CONTEXT`` of the crop as context and is never empty.
 """
 
@@ -156,9 +161,18 @@ def _crop(a: np.ndarray, k: int, cy: int, cx: int, size: int, fill: float) -> np
     return out
 
 
+def _lung_edge(labels_k: np.ndarray, lung_values: Sequence[int]) -> np.ndarray:
+    """Pixels of the slice's lungs that touch something else (pleura, mediastinum, a nodule)."""
+    lung = np.isin(labels_k, lung_values)
+    return lung & ~ndimage.binary_erosion(lung, iterations=2)
+
+
 def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
-           weights: dict[str, float] | None = None, organ_values: Sequence[int] = ()) -> SliceSample:
-    """One training crop: a random slice (not the first or last) of a random volume, centred inside the body."""
+           weights: dict[str, float] | None = None, organ_values: Sequence[int] = (),
+           lung_values: Sequence[int] = (), avoid_values: Sequence[int] = ()) -> SliceSample:
+    """One training crop: a random slice (not the first or last) of a random volume, centred inside the body (for
+    half the lesion masks, on the edge of a ``lung_values`` structure). A mask covering any ``avoid_values`` voxel is
+    drawn again."""
     weights = weights or {"random": 1.0, "lesion": 1.0, "organ": 1.0 if organ_values else 0.0}
     kinds = [k for k in MASK_KINDS if weights.get(k, 0) > 0]
     p = np.array([weights[k] for k in kinds], float)
@@ -168,18 +182,19 @@ def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
         vi = int(rng.integers(len(volumes)))
         v = volumes[vi]
         k = int(rng.integers(1, v.image.shape[0] - 1))
-        inside = np.argwhere(v.body[k])
+        kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
+        at_edge = kind == "lesion" and lung_values and v.labels is not None and rng.random() < 0.5
+        inside = np.argwhere(_lung_edge(v.labels[k], lung_values) & v.body[k] if at_edge else v.body[k])
         if len(inside) == 0:
             continue
         cy, cx = inside[rng.integers(len(inside))]
         nk = k + (1 if rng.random() < 0.5 else -1)
         image, neighbour = _crop(v.image, k, cy, cx, size, -1.0), _crop(v.image, nk, cy, cx, size, -1.0)
         lab = None if v.labels is None else _crop(v.labels, k, cy, cx, size, 0)
-        kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
         if kind == "random":
             mask = random_mask(size, rng)
         elif kind == "lesion":
-            mask = lesion_mask(size, v.spacing, rng)
+            mask = lesion_mask(size, v.spacing, rng, center=((size - 1) / 2,) * 2 if at_edge else None)
         else:
             if lab is None:
                 continue
@@ -189,6 +204,8 @@ def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
             mask = organ_mask(lab, int(rng.choice(present)), v.spacing, rng, boxed=rng.random() < 0.25)
             if mask is None:
                 continue
+        if avoid_values and lab is not None and np.isin(lab[mask], avoid_values).any():
+            continue
         return SliceSample(image, neighbour, mask, lab, kind, (vi, k, nk, int(cy), int(cx)))
     raise RadSynthError("Could not draw a training slice: the volumes have no body voxels (or no organ labels).")
 
