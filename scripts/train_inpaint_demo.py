@@ -37,8 +37,8 @@ from radsynth.train import inpaint_data as D  # noqa: E402
 from radsynth.volume import read_volume  # noqa: E402
 
 WINDOW = (-1000.0, 400.0)       # lung and soft tissue in one window; bone above 400 HU is clipped inside the fill
-SPACING = 1.25                  # mm in-plane: a 48-pixel crop is 60 mm, a 30 mm lesion with 10 mm around it
-SIZE = 48
+SPACING = 1.25                  # mm in-plane: a 64-pixel crop is 80 mm, lung2's 55 mm tumour with 12 mm around it
+SIZE = 64
 ARCH = {"channels": [16, 32, 32], "attention_levels": [False, False, False], "num_res_blocks": 1,
         "num_head_channels": 16, "norm_num_groups": 8, "neighbour": True}
 SCHEDULE = {"num_train_timesteps": 1000, "schedule": "linear_beta", "beta_start": 1e-4, "beta_end": 0.02,
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     # sit on the lung's edge (docs/diffusion-inpaint.md, "Removal against the chest wall")
     healthy = a.model == "palette"
     draw = {"organ_values": (L.LEFT_LUNG, L.RIGHT_LUNG, L.TRACHEA) + (() if healthy else (L.NODULE,)),
-            "lung_values": (L.LEFT_LUNG, L.RIGHT_LUNG), "avoid_values": L.NODULES if healthy else ()}
+            "lung_values": (L.LEFT_LUNG, L.RIGHT_LUNG), "avoid_values": L.NODULES if healthy else (),
+            "lesion_mm": (5.0, 55.0)}
     losses, t0, step = [], time.perf_counter(), 0
     for step in range(1, a.steps + 1):
         b = D.batch(vols, a.batch, SIZE, rng, **draw)

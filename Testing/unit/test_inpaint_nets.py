@@ -229,6 +229,31 @@ def test_round_region_is_filled_to_its_thin_ends(lung1):
     assert (res.volume.array != ct.array)[ball].mean() > 0.95
 
 
+def test_a_region_larger_than_the_training_crop_gets_a_larger_crop_with_context(lung1):
+    """lung2's 55 mm tumour on an 80 mm model: the crop grows (the nets are convolutional) and the user is told."""
+    ct, _ = lung1
+    square = np.zeros(ct.shape, bool)
+    square[20:22, 250:300, 150:200] = True      # 31 mm at 0.625 mm; SPEC's 40 mm crop leaves 4.5 mm around it
+    seen = []
+
+    class Shape:
+        evaluations = 1
+
+        def __call__(self, k, known, mask, neighbour, generator, progress, cancel):
+            seen.append(known.shape[-2:])
+            return known
+
+    res = fill_region(ct, ct.label_like(square), Shape(), SPEC, margin_mm=2.0, feather_mm=3.0)
+    need = (31.25 + 2 * (5.0 + slices.CONTEXT_MM)) / 1.25
+    assert all(min(s) >= need and s[0] % slices.CROP_MULTIPLE == 0 for s in seen) and len(seen) == 2
+    assert any("larger than the model's 32 x 32 training crop" in w for w in res.warnings)
+    small = np.zeros(ct.shape, bool)
+    small[20, 270:280, 170:180] = True
+    seen.clear()
+    fill_region(ct, ct.label_like(small), Shape(), SPEC)
+    assert all(tuple(s) == (32, 32) for s in seen)
+
+
 def test_each_slice_is_conditioned_on_the_one_generated_before(lung1):
     ct, tumour = lung1
     seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
@@ -286,7 +311,7 @@ def test_fill_bad_input_and_cancel(lung1):
     with pytest.raises(InvalidMaskError, match="first or last slice"):
         fill_region(ct, ct.label_like(top), filler, SPEC)
     big = np.zeros(ct.shape, bool)
-    big[20, 100:200, 100:200] = True
+    big[20, 100:400, 100:400] = True            # over 170 mm: more than 4 × the 40 mm crop minus context holds
     with pytest.raises(InvalidMaskError, match="too large"):
         fill_region(ct, ct.label_like(big), filler, SPEC)
     with pytest.raises(InvalidImageError):

@@ -169,7 +169,8 @@ def _lung_edge(labels_k: np.ndarray, lung_values: Sequence[int]) -> np.ndarray:
 
 def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
            weights: dict[str, float] | None = None, organ_values: Sequence[int] = (),
-           lung_values: Sequence[int] = (), avoid_values: Sequence[int] = ()) -> SliceSample:
+           lung_values: Sequence[int] = (), avoid_values: Sequence[int] = (),
+           lesion_mm: tuple[float, float] = (5.0, 40.0)) -> SliceSample:
     """One training crop: a random slice (not the first or last) of a random volume, centred inside the body (for
     half the lesion masks, on the edge of a ``lung_values`` structure). A mask covering any ``avoid_values`` voxel is
     drawn again."""
@@ -194,7 +195,7 @@ def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
         if kind == "random":
             mask = random_mask(size, rng)
         elif kind == "lesion":
-            mask = lesion_mask(size, v.spacing, rng, center=((size - 1) / 2,) * 2 if at_edge else None)
+            mask = lesion_mask(size, v.spacing, rng, lesion_mm, center=((size - 1) / 2,) * 2 if at_edge else None)
         else:
             if lab is None:
                 continue

@@ -39,6 +39,11 @@ from ...volume import Volume, check_ct, mask_on_grid
 MARGIN_MM = 2.0
 FEATHER_MM = 3.0
 DIRECTIONS = ("up", "down")
+#: tissue kept around a region on each side, as in training (an 80 mm crop around lesions up to 55 mm)
+CONTEXT_MM = 12.0
+#: crops grow in steps the UNet's downsampling divides; at most this many times the trained crop (time and memory)
+CROP_MULTIPLE = 8
+MAX_CROP_FACTOR = 4
 
 
 class SliceFiller(Protocol):
@@ -67,6 +72,14 @@ class SliceModelSpec:
 
     def box(self, slices: int, slice_mm: float) -> RegionSpec:
         return RegionSpec((*self.size, slices), (*self.spacing, slice_mm), self.window)
+
+    def fitted(self, extent_mm: np.ndarray, reach_mm: float) -> "SliceModelSpec":
+        """This spec, or one with a larger crop when the region plus ``reach_mm`` and ``CONTEXT_MM`` of tissue on
+        each side does not fit: the slice networks are convolutional, so a larger crop gives a large region the
+        context the model was trained with (a tumour filled from 3 mm of context is filled with guesses)."""
+        need = (np.asarray(extent_mm[:2]) + 2 * (reach_mm + CONTEXT_MM)) / np.asarray(self.spacing)
+        size = tuple(int(max(s, -(-n // CROP_MULTIPLE) * CROP_MULTIPLE)) for s, n in zip(self.size, need))
+        return dataclasses.replace(self, size=size)
 
 
 @dataclasses.dataclass
@@ -99,11 +112,12 @@ def _check(ct: Volume, mask: Volume, spec: SliceModelSpec, reach_mm: float) -> n
             raise InvalidMaskError(f"The region covers most of slice {k}: there is too little tissue around it to "
                                    "fill it from. Draw a smaller region.")
     _, extent = mask_center_and_extent(ct, on_grid)
-    room = np.asarray(spec.size) * np.asarray(spec.spacing) - 2 * reach_mm
+    room = MAX_CROP_FACTOR * np.asarray(spec.size) * np.asarray(spec.spacing) - 2 * (reach_mm + CONTEXT_MM)
     if (extent[:2] > room).any():
         raise InvalidMaskError(
             f"The region is too large for this model: {extent[:2].round(0).tolist()} mm in-plane; the model handles "
-            f"up to {room.round(0).tolist()} mm (with {reach_mm:g} mm for margin and blending).")
+            f"up to {room.round(0).tolist()} mm (with {reach_mm:g} mm for margin and blending and {CONTEXT_MM:g} mm "
+            "of tissue around it).")
     return on_grid
 
 
@@ -156,6 +170,12 @@ def fill_region(ct: Volume, mask: Volume, filler: SliceFiller, spec: SliceModelS
         warnings.append(f"The model works at {spec.spacing[0]:g} x {spec.spacing[1]:g} mm in-plane; this CT has "
                         f"{native[0]:.3g} x {native[1]:.3g} mm, so the region was resampled to the model's spacing "
                         "and back.")
+    trained = spec
+    spec = spec.fitted(mask_center_and_extent(ct, on_grid)[1], reach)
+    if spec.size != trained.size:
+        warnings.append(f"The region is larger than the model's {trained.size[0]} x {trained.size[1]} training crop; "
+                        f"it was filled on a {spec.size[0]} x {spec.size[1]} crop so that {CONTEXT_MM:g} mm of "
+                        "tissue surrounds it (the model never saw a hole this large in training).")
     center, box = _box(ct, on_grid, spec)
     region = extract(ct, on_grid, box, center_lps=center)
     grow = _grow_in_plane(_touched(ct, on_grid, region), box.spacing[:2], reach)
