@@ -13,6 +13,11 @@ class InvalidMaskError(RadSynthError):
     """The mask is empty, outside the image, or unusable."""
 
 
+class UnknownLabelError(InvalidMaskError):
+    """A label map holds values (or segment names) its label scheme does not know (defined here so that the worker
+    hands it back as itself)."""
+
+
 class ModelError(RadSynthError):
     """A model folder is missing, corrupt, or does not fit the request."""
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import CancelledError, RadSynthError
+from ..errors import CancelledError, InvalidMaskError, RadSynthError
 from ..outputs import JSON_SUFFIXES, NRRD_SUFFIXES, Destination, check_destinations, discard_all, stage
 from ..pipelines import registry
 from ..progress import CancelToken, ProgressFn
@@ -213,6 +213,19 @@ def read_mask(path: Path, image: Volume, option: str, notes: list[str]) -> Volum
     return on_grid
 
 
+def read_label_map(path: Path, option: str) -> Volume:
+    """A label map given as ``option`` with its values as they are (a semantic map's labels mean structures; the
+    run function resamples it and names values it does not know); refuses what is not a 3D label volume."""
+    try:
+        volume = read_volume(path)
+        if volume.array.ndim != 3:
+            raise InvalidMaskError("A label map must be a 3D label volume.")
+        mask_labels(volume, "The label map")
+    except RadSynthError as exc:
+        raise type(exc)(f"{option} ({Path(path).name}): {exc}") from None
+    return volume
+
+
 def read_inputs(image_path: Path, mask_path: Optional[Path], notes: Optional[list[str]] = None,
                 mask_option: str = "--mask") -> tuple[Volume, Optional[Volume]]:
     image = read_volume(image_path)
@@ -299,7 +312,8 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
         staged.commit()   # on this thread, after everything succeeded: renames, all or none
     for message in result.warnings:
         warn(message)
-    typer.echo(f"wrote {out} (marked synthetic)")
+    # a label map (inpaint auto-map) is not a synthetic image and is not marked
+    typer.echo(f"wrote {out}" + (" (marked synthetic)" if result.volume.is_synthetic else ""))
     for extra_path in (out_mask if result.mask is not None else None, report):
         if extra_path:
             typer.echo(f"wrote {extra_path}")

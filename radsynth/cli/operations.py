@@ -2,8 +2,8 @@
 that has no hand-written command, with one CLI option per declared option.
 
 A new module's operation (or a plugin's, named in RADSYNTH_PLUGINS) gets its command here without CLI code: points
-and shifts are typed in RAS as Slicer shows them, volumes as file paths (resampled onto the image), mappings as
-JSON files.
+and shifts are typed in RAS as Slicer shows them, volumes as file paths (regions: resampled onto the image; label
+maps: read with their values), mappings as JSON files.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import typer
 from ..errors import RadSynthError
 from ..pipelines import registry
 from .common import DEVICE, IMAGE, IN_PROCESS, MODELS, OUT, OUT_MASK, REPORT, Device, Inputs, option_flag, \
-    parse_ras, run_operation
+    parse_ras, read_label_map, run_operation
 
 _TYPES = {"int": Optional[int], "float": Optional[float], "bool": Optional[bool], "str": Optional[str],
           "choice": Optional[str], "point": Optional[str], "vector": Optional[str], "mapping": Optional[Path],
-          "volume": Optional[Path], "volumes": Optional[list[Path]]}
+          "volume": Optional[Path], "volumes": Optional[list[Path]], "labels": Optional[Path]}
 _FIXED = {"image": (Path, IMAGE), "out": (Path, OUT), "out_mask": (Optional[Path], OUT_MASK),
           "report": (Optional[Path], REPORT), "device": (Device, DEVICE), "models": (Optional[Path], MODELS),
           "in_process": (bool, IN_PROCESS)}
@@ -44,6 +44,9 @@ def _flag(opt: registry.Option) -> Any:
                             help=opt.describe() + " Typed as R,A,S in mm, as Slicer shows it.")
     if opt.kind == "mapping":
         return typer.Option(None, "--" + opt.name.replace("_", "-"), help=opt.describe() + " A JSON file.")
+    if opt.kind == "labels":
+        return typer.Option(None, "--" + opt.name.replace("_", "-"), help=opt.describe() + " A label map file; "
+                            "its values are kept.")
     if opt.is_volume:
         return typer.Option(None, "--" + opt.name.replace("_", "-"), help=opt.describe() + " A label volume file"
                             + (" (repeatable)." if opt.kind == "volumes" else "."))
@@ -80,6 +83,8 @@ def _engine_value(opt: registry.Option, value: Any, given: Inputs) -> Any:
         return given.read_mask(value, _flag_name(opt))
     if opt.kind == "volumes":
         return [given.read_mask(v, _flag_name(opt)) for v in value] or None
+    if opt.kind == "labels":   # values mean something (a semantic map): not binarised, resampled by the engine
+        return read_label_map(value, _flag_name(opt))
     return value
 
 

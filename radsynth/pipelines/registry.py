@@ -19,11 +19,12 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from ..errors import InvalidOptionError, RadSynthError
 
-#: option kinds; "volume"/"volumes" travel to the worker as scratch files, the others as JSON
-KINDS = ("int", "float", "bool", "str", "choice", "point", "vector", "mapping", "volume", "volumes")
-VOLUME_KINDS = ("volume", "volumes")
+#: option kinds; "volume"/"volumes"/"labels" travel to the worker as scratch files, the others as JSON. A "volume"
+#: is a region (every non-zero voxel counts); a "labels" volume is a label map whose values mean something (kept)
+KINDS = ("int", "float", "bool", "str", "choice", "point", "vector", "mapping", "volume", "volumes", "labels")
+VOLUME_KINDS = ("volume", "volumes", "labels")
 #: modules imported for their declarations; RADSYNTH_PLUGINS (comma-separated module names) adds more
-BUILTIN = ("radsynth.pipelines.tumor_ops", "radsynth.pipelines.generate.slices_ops")
+BUILTIN = ("radsynth.pipelines.tumor_ops", "radsynth.pipelines.generate.slices_ops", "radsynth.pipelines.inpaint")
 PLUGINS_ENV = "RADSYNTH_PLUGINS"
 
 

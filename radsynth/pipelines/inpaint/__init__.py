@@ -47,8 +47,10 @@ FILL = register(Operation(
 
 RENDER_MAP = register(Operation(
     "render-map", MODULE, "Render CT for a semantic label map inside a region (SDM), keeping the CT around it.",
-    RUN + "run_render_map",
-    (Option("label_map", "volume", None, "The semantic map (label scheme values, any grid)"),
+    "radsynth.pipelines.inpaint.render:run_render_map",
+    (Option("label_map", "labels", None, "The semantic map (label scheme values, any grid)"),
+     Option("region", "volume", None, "The region to render (unset: the map's nodules); e.g. where a nodule was "
+            "erased, or the part of the map that was edited"),
      Option("guidance", "float", 1.5, "Map adherence (classifier-free guidance): 1 = conditional, above 1 stronger",
             min=0.0, max=10.0, reason="Seed 001's SDM code samples with s = 1.5; guidance doubles the network "
                                       "evaluations per step."),

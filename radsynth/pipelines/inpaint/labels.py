@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ...errors import InvalidMaskError
+from ...errors import UnknownLabelError  # noqa: F401 - part of this module's API (defined with the other errors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +44,6 @@ NODULES = (NODULE, BENIGN, MALIGNANT)
 #: the seed's six classes: a model trained without malignancy knows these
 BASIC = (BACKGROUND, BODY, LEFT_LUNG, RIGHT_LUNG, TRACHEA, NODULE)
 ALL = tuple(BY_VALUE)
-
-
-class UnknownLabelError(InvalidMaskError):
-    """A map holds values (or segment names) the label scheme does not know."""
 
 
 def describe(values: Iterable[int] = ALL) -> str:
