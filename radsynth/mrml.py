@@ -209,12 +209,16 @@ def mask_to_segmentation_node(mask: Volume, scene, name: str, segment_name: str,
     The mask is imported as oriented image data rather than through a temporary labelmap node, so the scene
     never holds a half-built node, even if the import fails.
     """
-    from slicer import vtkMRMLSegmentationNode, vtkOrientedImageData, vtkSlicerSegmentationsModuleLogic
+    return label_map_to_segmentation_node(mask.with_array(np.asarray(mask.array) > 0), scene, name,
+                                          [(1, segment_name, color)], reference_volume_node)
 
-    binary = (np.asarray(mask.array) > 0).astype(np.uint8)
-    labelmap = vtkOrientedImageData()
-    labelmap.ShallowCopy(_array_to_image_data(binary))
-    labelmap.SetImageToWorldMatrix(_np4_to_vtk(_ijk_to_ras(mask)))
+
+def label_map_to_segmentation_node(label_map: Volume, scene, name: str,
+                                   segments: Sequence[tuple[int, str, tuple[float, float, float]]],
+                                   reference_volume_node):
+    """A new segmentation node with one segment per ``(value, segment name, colour)``, in that order, holding the
+    voxels of ``label_map`` equal to the value (empty segments for values absent, ready to paint in)."""
+    from slicer import vtkMRMLSegmentationNode, vtkOrientedImageData, vtkSlicerSegmentationsModuleLogic
 
     node = vtkMRMLSegmentationNode()
     node.SetName(name)
@@ -223,20 +227,27 @@ def mask_to_segmentation_node(mask: Volume, scene, name: str, segment_name: str,
     if reference_volume_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     segmentation = node.GetSegmentation()
+    values = np.asarray(label_map.array)
     try:
-        if binary.any():
-            if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node, segment_name):
-                raise InvalidMaskError(f"Could not create the segment '{segment_name}'.")
-            segment = segmentation.GetNthSegment(segmentation.GetNumberOfSegments() - 1)
-        else:
-            segment = segmentation.GetSegment(segmentation.AddEmptySegment("", segment_name))
-            if segment is None:
-                raise InvalidMaskError(f"Could not create the empty segment '{segment_name}'.")
+        for value, segment_name, color in segments:
+            binary = (values == value).astype(np.uint8)
+            if binary.any():
+                labelmap = vtkOrientedImageData()
+                labelmap.ShallowCopy(_array_to_image_data(binary))
+                labelmap.SetImageToWorldMatrix(_np4_to_vtk(_ijk_to_ras(label_map)))
+                if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node,
+                                                                                          segment_name):
+                    raise InvalidMaskError(f"Could not create the segment '{segment_name}'.")
+                segment = segmentation.GetNthSegment(segmentation.GetNumberOfSegments() - 1)
+            else:
+                segment = segmentation.GetSegment(segmentation.AddEmptySegment("", segment_name))
+                if segment is None:
+                    raise InvalidMaskError(f"Could not create the empty segment '{segment_name}'.")
+            segment.SetName(segment_name)
+            segment.SetColor(*color)
     except Exception:
         remove_nodes(scene, [node])
         raise
-    segment.SetName(segment_name)
-    segment.SetColor(*color)
     return node
 
 

@@ -66,6 +66,18 @@ def value_of(name: str) -> int:
     return _BY_NAME[key]
 
 
+def values_of(names: Iterable[str], what: str = "The segmentation") -> dict[str, int]:
+    """{name: value} for structures named like Slicer segments; one UnknownLabelError naming every name the scheme
+    does not know."""
+    names = list(names)
+    unknown = [n for n in names if _norm(n) not in _BY_NAME]
+    if unknown:
+        quoted = ", ".join(repr(n) for n in unknown)
+        raise UnknownLabelError(f"{what} has segment{'s' if len(unknown) > 1 else ''} {quoted} that the label scheme "
+                                f"does not know; name segments one of: {', '.join(lab.name for lab in LABELS)}.")
+    return {n: _BY_NAME[_norm(n)] for n in names}
+
+
 def validate(label_map: np.ndarray, known: Sequence[int] = ALL, what: str = "The label map") -> list[int]:
     """The values present in ``label_map``, after checking each is one of ``known``; an UnknownLabelError names
     every value that is not (and what the scheme calls the known ones)."""
@@ -118,7 +130,8 @@ def one_hot(label_map: np.ndarray, classes: Sequence[int]) -> np.ndarray:
 def from_segments(segments: Mapping[str, np.ndarray], shape: Optional[tuple[int, ...]] = None) -> np.ndarray:
     """A map from named binary masks (a Slicer segmentation's segments): names through :func:`value_of`."""
     merged: dict[int, np.ndarray] = {}
+    values = values_of(segments, "The map")
     for name, mask in segments.items():
-        value = value_of(name)
+        value = values[name]
         merged[value] = np.asarray(mask, bool) | merged[value] if value in merged else np.asarray(mask, bool)
     return compose(merged, shape)
