@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="continue from this model folder (same model kind)")
     a = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.manual_seed(a.seed)
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         arch = {**ARCH, "mask_input": a.model == "palette"}
         net, kind, classes = inpaint_unet.InpaintUNet(arch), inpaint_unet.KIND, None
+    steps_before, seconds_before = 0, 0.0
+    if a.init is not None:      # continue training: the weights (not the optimizer state) and the step count
+        prior = models.load(kind, a.init, device="cpu")
+        net.load_state_dict(prior.state_dict())
+        steps_before = int(prior.card.get("training", {}).get("steps", 0))
+        seconds_before = float(prior.card.get("training", {}).get("seconds", 0.0))
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr)
     # the mask-conditioned model is the healthy filler: its targets never hold a tumour, and half its lesion masks
     # sit on the lung's edge (docs/diffusion-inpaint.md, "Removal against the chest wall")
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             "region": {"size": [SIZE, SIZE], "spacing": [SPACING, SPACING], "window": list(WINDOW)},
             "sampling": {"steps": 25, "eta": 1.0 if a.model != "palette" else 0.0, "jump_length": 5, "resample": 2},
             "training": {"data": "lung1 + lung2 axial slices (pyradiomics sample data); lung2 slices k % 5 == 0 "
-                                 "held out", "steps": step, "batch": a.batch, "lr": a.lr, "seconds": round(seconds, 1),
+                                 "held out", "steps": steps_before + step, "batch": a.batch, "lr": a.lr, "seconds": round(seconds_before + seconds, 1),
                          "seconds_per_step": round(seconds / step, 3), "data_seconds": round(t_data, 1),
                          "final_loss": round(float(np.mean(losses[-25:])), 4), "threads": torch.get_num_threads(),
                          "machine": platform.processor() or platform.machine(), "torch": torch.__version__}}
