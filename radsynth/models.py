@@ -63,11 +63,15 @@ _BUILDERS: dict[str, _Registration] = {
     "shape-gan": _Registration("radsynth.pipelines.shape:build_shape_model", ("features", "grid", "gaussian")),
     "slice-score": _Registration("radsynth.nets.score_unet:build_slice_score",
                                  ("architecture", "sde", "window", "grid")),
+    "organ-score": _Registration("radsynth.nets.score_unet:build_slice_score",
+                                 ("architecture", "sde", "window", "grid", "classes")),
     "icnet": _Registration("radsynth.nets.icnet:build_icnet", ("architecture", "window")),
     "diffusion-inpaint": _Registration("radsynth.nets.inpaint_unet:build_inpaint_unet", ("architecture", "region")),
     "sdm": _Registration("radsynth.nets.sdm:build_sdm", ("architecture", "classes", "region")),
     "maisi-rflow-ct": _Registration("radsynth.nets.maisi:build_generator", _MAISI),
     "maisi-ddpm-ct": _Registration("radsynth.nets.maisi:build_generator", _MAISI),
+    # radsynth.train.volume's models: MAISI networks with the model's own mask channels instead of a ControlNet
+    "volume-ldm": _Registration("radsynth.nets.maisi:build_generator", _MAISI),
 }
 
 

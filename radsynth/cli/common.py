@@ -226,6 +226,13 @@ def read_label_map(path: Path, option: str) -> Volume:
     return volume
 
 
+def read_volume_for(path: Path, option: str) -> Volume:
+    try:
+        return read_volume(path)
+    except RadSynthError as exc:
+        raise type(exc)(f"{option} ({Path(path).name}): {exc}") from None
+
+
 def read_inputs(image_path: Path, mask_path: Optional[Path], notes: Optional[list[str]] = None,
                 mask_option: str = "--mask") -> tuple[Volume, Optional[Volume]]:
     image = read_volume(image_path)
@@ -243,6 +250,8 @@ class Inputs:
     _site: Any = None
 
     def read_mask(self, path: Path, option: str) -> Volume:
+        if self.image is None:   # an operation without an input image gets label volumes as they are
+            return read_volume_for(path, option)
         return read_mask(path, self.image, option, self.notes)
 
     @property
@@ -283,7 +292,7 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
                     try:
                         progress(0.0, "reading inputs")
                         notes: list[str] = []
-                        image, mask = read_inputs(image_path, mask_path, notes)
+                        image, mask = read_inputs(image_path, mask_path, notes) if image_path else (None, None)
                         given = Inputs(image, mask, progress, notes)
                         options, info = options_fn(given) if options_fn else ({}, {})
                         cancel.check()
@@ -300,7 +309,7 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
                 if report:
                     from ..report import write_json
                     doc = {"software": software_versions(),
-                           **operation_report(op, result, {"image": str(image_path),
+                           **operation_report(op, result, {**({"image": str(image_path)} if image_path else {}),
                                                            **({"mask": str(mask_path)} if mask_path else {}),
                                                            **(inputs or {}), **info},
                                               {"volume": str(out), "mask": str(out_mask) if out_mask else None},

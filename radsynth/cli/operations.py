@@ -94,11 +94,11 @@ def make_command(op: registry.Operation) -> Callable[..., None]:
             return {o.name: _engine_value(o, kwargs.get(_cli_name(o)), given) for o in op.options}, {}
 
         files = {_flag_name(o): kwargs.get(_cli_name(o)) for o in op.options if o.is_volume or o.kind == "mapping"}
-        run_operation(op.name, kwargs["image"], kwargs.get("mask"), kwargs["out"], kwargs["out_mask"],
+        run_operation(op.name, kwargs.get("image"), kwargs.get("mask"), kwargs["out"], kwargs["out_mask"],
                       kwargs["report"], kwargs["device"], kwargs["models"], kwargs["in_process"], options,
                       input_paths=files)
 
-    params = [_param("image", *_FIXED["image"])]
+    params = [_param("image", *_FIXED["image"])] if op.needs_image else []
     if op.needs_mask:
         params.append(_param("mask", Path, typer.Option(..., "--mask", help=op.mask_help)))
     params += [_param(_cli_name(o), _TYPES[o.kind], _flag(o)) for o in op.options]

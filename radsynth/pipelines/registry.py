@@ -24,7 +24,8 @@ from ..errors import InvalidOptionError, RadSynthError
 KINDS = ("int", "float", "bool", "str", "choice", "point", "vector", "mapping", "volume", "volumes", "labels")
 VOLUME_KINDS = ("volume", "volumes", "labels")
 #: modules imported for their declarations; RADSYNTH_PLUGINS (comma-separated module names) adds more
-BUILTIN = ("radsynth.pipelines.tumor_ops", "radsynth.pipelines.generate.slices_ops", "radsynth.pipelines.inpaint")
+BUILTIN = ("radsynth.pipelines.tumor_ops", "radsynth.pipelines.generate.slices_ops", "radsynth.pipelines.inpaint",
+           "radsynth.pipelines.generate.volume_ops")
 PLUGINS_ENV = "RADSYNTH_PLUGINS"
 
 
@@ -124,6 +125,7 @@ class RunContext:
     model_fn: Callable[[str, bool], Any]
     progress: Optional[Callable[[float, str], None]] = None
     cancel: Any = None
+    device: Optional[str] = None      # what the host asked for ("auto", "cpu", "cuda"); models loaded by name use it
 
     def model(self, kind: str, primary: bool = True) -> Any:
         return self.model_fn(kind, primary)
@@ -144,6 +146,7 @@ class Operation:
     needs_mask: bool = True
     mask_help: str = "Region mask (label volume, any grid)."
     model_kinds: tuple[str, ...] = ()  # the first is the one a user's "model folder" choice replaces
+    needs_image: bool = True          # False: made from nothing; the run function gets image None
 
     def runner(self) -> Callable[..., Any]:
         """The run function (imported now when declared by name)."""

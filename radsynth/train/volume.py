@@ -2,7 +2,7 @@
 
 The networks are MONAI's MAISI networks (``AutoencoderKlMaisi``, ``DiffusionModelUNetMaisi``) at the channel counts of
 ``--scale`` (``demo``: small enough for one CPU thread), so the result is an ordinary MAISI-family model folder
-(kind ``maisi-rflow-ct``) that ``radsynth generate volume`` and :mod:`radsynth.pipelines.generate.latent` run like a
+(kind ``volume-ldm``, built like ``maisi-rflow-ct``) that ``radsynth generate volume`` and :mod:`radsynth.pipelines.generate.latent` run like a
 converted NV-Generate-CT checkpoint. Two differences from MAISI, both recorded in the card:
 
 * **Mask conditioning as input channels.** The diffusion UNet takes the latent plus a body and a lung map
@@ -51,6 +51,8 @@ import torch
 from ..errors import RadSynthError
 from ..nets import maisi_config as mc
 
+#: radsynth's own whole-volume LDM (MAISI networks + mask channels); converted NV-Generate-CT models are maisi-*-ct
+KIND = "volume-ldm"
 MASK_CHANNELS = ("body", "lung")
 INTENSITY = dict(mc.MAISI_CT_INTENSITY)
 #: network sizes; "demo" trains in minutes on one CPU thread, "small" is a start for a GPU
@@ -341,7 +343,7 @@ def card_for(arch: dict, *, name: str, size: Sequence[int], spacing: Sequence[fl
              demo: bool, training: dict, mask_dropout: float, parameters: dict) -> dict:
     sched = mc.scheduler_spec(arch["noise_scheduler"])
     return {
-        "name": name, "kind": "maisi-rflow-ct", "version": "0.1.0", "demo": demo,
+        "name": name, "kind": KIND, "version": "0.1.0", "demo": demo,
         "title": "CTGenerate whole-volume latent diffusion " + ("demo " if demo else "") +
                  f"({'x'.join(map(str, size))} at {'x'.join(f'{s:g}' for s in spacing)} mm)",
         "description": "Latent rectified-flow CT generator (MAISI networks at small channel counts) with its own "

@@ -230,10 +230,12 @@ def run_in_worker(op: str, image: Volume, mask: Optional[Volume] = None, *, mode
     client = client or shared_client()
     tmp = Path(tempfile.mkdtemp(prefix="radsynth-"))
     try:
-        params: dict[str, Any] = {"image": str(tmp / "image.nrrd"), "out": str(tmp / "out.nrrd"),
+        params: dict[str, Any] = {"image": str(tmp / "image.nrrd") if image is not None else None,
+                                  "out": str(tmp / "out.nrrd"),
                                   "out_mask": str(tmp / "out_mask.nrrd"),
                                   "model_dir": str(model_dir) if model_dir else None, "device": device}
-        write_scratch(image, params["image"])
+        if image is not None:
+            write_scratch(image, params["image"])
         volumes = {"mask": mask, **{k: options.pop(k) for k in registry.get(op).volume_options if k in options}}
         for key, value in volumes.items():
             if isinstance(value, (list, tuple)):

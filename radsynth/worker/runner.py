@@ -60,7 +60,7 @@ class Runner:
                 used[card["name"]] = card_summary(card)
             return loaded
 
-        result = operation.runner()(registry.RunContext(model, progress, cancel), image, mask, **options)
+        result = operation.runner()(registry.RunContext(model, progress, cancel, self.device), image, mask, **options)
         self.cards = used
         result.model_cards = dict(used)
         return result

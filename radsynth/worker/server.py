@@ -95,8 +95,9 @@ class _Server:
                 self._tokens.pop(rid, None)
 
     def _run(self, rid: str, op: str, params: dict, token: CancelToken) -> None:
-        volume_options = registry.get(op).volume_options   # an unknown operation is refused before any file is read
-        missing = [k for k in ("image", "out") if not params.get(k)]
+        operation = registry.get(op)   # an unknown operation is refused before any file is read
+        volume_options = operation.volume_options
+        missing = [k for k in (("image", "out") if operation.needs_image else ("out",)) if not params.get(k)]
         if missing:
             raise WorkerError(f"The request lacks the parameter(s) {', '.join(missing)}.")
         token.check()
@@ -125,7 +126,7 @@ class _Server:
             self._runner = Runner(False, *key)
         cached = self._runner.models_loaded
         progress(0.0, "reading inputs")
-        image = read_volume(params["image"])
+        image = read_volume(params["image"]) if params.get("image") else None
         token.check()
         mask = read_volume(params["mask"]) if params.get("mask") else None
         options = {k: v for k, v in params.items() if k not in _TRANSPORT}

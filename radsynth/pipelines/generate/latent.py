@@ -122,6 +122,35 @@ def _conditions(model: Any, spacing: Sequence[float], regions: Optional[tuple[in
     return out
 
 
+def mask_channel_labels(card: dict) -> tuple[str, ...]:
+    """The maps a model with its own mask conditioning takes as extra UNet input channels (``conditioning.
+    mask_channels.labels``, e.g. body, lung); empty for a MAISI model (ControlNet or none)."""
+    spec = card.get("conditioning", {}).get("mask_channels") or {}
+    return tuple(spec.get("labels") or ())
+
+
+def map_condition(maps: Optional[np.ndarray], card: dict, latent_shape: Sequence[int]) -> Optional[torch.Tensor]:
+    """(1, C, *latent_shape) extra UNet channels for a mask-channel model: ``maps`` ((C, x, y, z) at image
+    resolution, values 0..1, in the card's label order) averaged onto the latent grid; zeros (the condition the
+    model was trained with under mask dropout) when ``maps`` is None. None for a model without mask channels."""
+    labels = mask_channel_labels(card)
+    if not labels:
+        if maps is not None:
+            raise InvalidOptionError("This model takes no mask channels.")
+        return None
+    if maps is None:
+        return torch.zeros((1, len(labels), *latent_shape), dtype=torch.float32)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 4 or maps.shape[0] != len(labels):
+        raise InvalidOptionError(f"The mask maps must be {len(labels)} channels ({', '.join(labels)}) of a 3D grid; "
+                                 f"got shape {maps.shape}.")
+    factor = maps.shape[1] // int(latent_shape[0])
+    if factor < 1 or tuple(s // factor for s in maps.shape[1:]) != tuple(latent_shape):
+        raise InvalidOptionError(f"The mask maps ({'×'.join(map(str, maps.shape[1:]))} voxels) do not match the "
+                                 f"output grid.")
+    return torch.nn.functional.avg_pool3d(torch.from_numpy(maps)[None], factor)
+
+
 def label_condition(labels: np.ndarray, bits: int = 8) -> torch.Tensor:
     """(x, y, z) integer labels → (1, bits, x, y, z) bit planes: MAISI's ControlNet input (``binarize_labels``)."""
     labels = np.asarray(labels)
@@ -145,12 +174,13 @@ def initial_noise(shape: Sequence[int], seed: int, device: torch.device) -> torc
 @torch.no_grad()
 def sample_latent(model: Any, latent_shape: Sequence[int], *, steps: int, sampler: str, seed: int,
                   spacing: Sequence[float], regions: Optional[tuple[int, int]] = None,
-                  control: Optional[torch.Tensor] = None, eta: float = 0.0,
+                  control: Optional[torch.Tensor] = None, maps: Optional[torch.Tensor] = None, eta: float = 0.0,
                   progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """A denoised latent in diffusion space (scaled), shape (1, C, *latent_shape), float32 on the model's device.
 
     ``control``: ControlNet conditioning at image resolution (:func:`label_condition`); needs a model with one.
-    Cancel is checked and progress reported once per step.
+    ``maps``: a mask-channel model's extra input channels at the latent grid (:func:`map_condition`), concatenated
+    to the latent at every step. Cancel is checked and progress reported once per step.
     """
     device = model.device
     card = model.card
@@ -162,6 +192,8 @@ def sample_latent(model: Any, latent_shape: Sequence[int], *, steps: int, sample
         if model.controlnet is None:
             raise InvalidOptionError("This model has no ControlNet, so it cannot follow an organ mask.")
         control = control.to(device)
+    if maps is not None:
+        maps = maps.to(device)
     plan = _timesteps(scheduler, steps, latent_shape)
     noise_gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     with _autocast(device, card):
@@ -174,7 +206,8 @@ def sample_latent(model: Any, latent_shape: Sequence[int], *, steps: int, sample
                 ctrl_in = {"class_labels": cond["class_labels"]} if "class_labels" in cond else {}
                 down, mid = model.controlnet(x=x, timesteps=timestep, controlnet_cond=control, **ctrl_in)
                 extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-            out = model.diffusion(x=x, timesteps=timestep, **cond, **extra).float()
+            net_in = x if maps is None else torch.cat([x, maps], 1)
+            out = model.diffusion(x=net_in, timesteps=timestep, **cond, **extra).float()
             if sampler == "rflow":
                 x, _ = scheduler.step(out, t, x, next_t)
             elif sampler == "ddim":
@@ -273,14 +306,16 @@ def to_hu(image: np.ndarray, intensity: dict) -> np.ndarray:
     return np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
 
 
-def to_volume(hu_xyz: np.ndarray, spacing: Sequence[float], orientation: str = "RAS") -> Volume:
-    """An (x, y, z) array in the model's axis order → a Volume (LPS, (k, j, i) array) centred on the origin."""
+def to_volume(hu_xyz: np.ndarray, spacing: Sequence[float], orientation: str = "RAS",
+              center_lps: Optional[Sequence[float]] = None) -> Volume:
+    """An (x, y, z) array in the model's axis order → a Volume (LPS, (k, j, i) array) centred on ``center_lps``
+    (default: the origin)."""
     if len(orientation) != 3 or any(c not in _TOWARD for c in orientation):
         raise ModelError(f"The model card's grid orientation {orientation!r} is not three of R/L, A/P, S/I.")
     axes = np.array([_TOWARD[c] for c in orientation], dtype=float).T        # column i: direction of array axis i
     size = np.array(hu_xyz.shape, dtype=float)
     half = (size - 1) / 2 * np.asarray(spacing, dtype=float)
-    origin = -(axes @ half)
+    origin = -(axes @ half) + (np.zeros(3) if center_lps is None else np.asarray(center_lps, dtype=float))
     return Volume(np.ascontiguousarray(np.transpose(hu_xyz, (2, 1, 0))), tuple(float(v) for v in origin),
                   tuple(float(s) for s in spacing), tuple(float(v) for v in axes.flatten()))
 
@@ -332,14 +367,17 @@ def plan(model: Any, size: Sequence[int], *, tile: Optional[Sequence[int]] = Non
 def generate_volume(model: Any, size: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
                     *, steps: Optional[int] = None, sampler: Optional[str] = None, seed: int = 0,
                     body_region: Optional[Sequence[str]] = None, eta: float = 0.0,
-                    labels: Optional[np.ndarray] = None, tile: Optional[Sequence[int]] = None,
+                    labels: Optional[np.ndarray] = None, maps: Optional[np.ndarray] = None,
+                    tile: Optional[Sequence[int]] = None, center_lps: Optional[Sequence[float]] = None,
                     available: Optional[float] = None, progress: Optional[ProgressFn] = None,
                     cancel: Optional[CancelToken] = None) -> Result:
     """Generate one CT volume of ``size`` (x, y, z voxels) at ``spacing`` (mm) in HU; its Result has no mask.
 
     Everything that can be refused (size, spacing, body region, sampler, steps, memory) is checked before the
     first network call. ``labels`` ((x, y, z) organ labels in the model's label set) makes a ControlNet model
-    follow them. ``tile`` fixes the latent decoding window; by default the largest that fits is used.
+    follow them; ``maps`` ((C, x, y, z) fractions in the card's ``mask_channels`` order) does the same for a model
+    with its own mask channels (None: unguided). ``tile`` fixes the latent decoding window; by default the largest
+    that fits is used.
     """
     t0 = time.perf_counter()
     card = model.card
@@ -366,18 +404,23 @@ def generate_volume(model: Any, size: Optional[Sequence[int]] = None, spacing: O
         control = label_condition(labels)
     f = mc.downsample_factor(card["architecture"])
     latent_shape = tuple(s // f for s in size)
+    if maps is not None and tuple(np.shape(maps)[1:]) != tuple(size):
+        raise InvalidOptionError(f"The mask maps are {'×'.join(map(str, np.shape(maps)[1:]))} voxels; the output is "
+                                 f"{'×'.join(map(str, size))}.")
+    map_cond = map_condition(maps, card, latent_shape)
     memory = plan(model, size, tile=tile, control=control is not None, available=available)
     stages = StagedProgress(progress, _stage_weights(card["architecture"], size, steps, memory.tile), cancel)
     t1 = time.perf_counter()
     z = sample_latent(model, latent_shape, steps=steps, sampler=sampler, seed=seed, spacing=spacing,
-                      regions=regions, control=control, eta=eta, progress=stages.sub("diffusion"), cancel=cancel)
+                      regions=regions, control=control, maps=map_cond, eta=eta, progress=stages.sub("diffusion"),
+                      cancel=cancel)
     t2 = time.perf_counter()
     image = decode_latent(model, z, tile=memory.tile, overlap=float(sampling.get("decode_overlap", 0.4)),
                           mode=sampling.get("decode_mode", "gaussian"), progress=stages.sub("decoding"),
                           cancel=cancel)
     t3 = time.perf_counter()
     hu = to_hu(image[0, 0].numpy(), card["intensity"])
-    volume = to_volume(hu, spacing, grid.get("orientation", "RAS"))
+    volume = to_volume(hu, spacing, grid.get("orientation", "RAS"), center_lps)
     volume.mark_synthetic(f"radsynth generate volume ({card['name']} {card['version']}, {sampler} {steps} steps, "
                           f"seed {seed})")
     stages.done()
@@ -394,6 +437,7 @@ def generate_volume(model: Any, size: Optional[Sequence[int]] = None, spacing: O
     settings = {"size": list(size), "spacing_mm": list(spacing), "fov_mm": [s * p for s, p in zip(size, spacing)],
                 "steps": steps, "sampler": sampler, "seed": int(seed), "eta": eta,
                 "body_region": list(body_region) if body_region else None, "follows_labels": control is not None,
+                "follows_maps": maps is not None, "latent_scale_factor": float(card["latent"]["scale_factor"]),
                 "decode_tile": list(memory.tile) if memory.tile else None, "device": str(model.device),
                 "memory_estimate_bytes": round(memory.device_total)}
     return Result(OPERATION, volume, timings={"checks": t1 - t0, "diffusion": t2 - t1, "decoding": t3 - t2,
