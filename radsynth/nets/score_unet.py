@@ -13,6 +13,12 @@ Per-channel noise levels (``per_channel_noise``, for clean known channels, see r
 timestep embedding gets the level of the generated channels (the largest), and the K per-channel labels go through
 a small MLP into MONAI's class-embedding slot, which is added to the timestep embedding. Its last layer starts at
 zero, so a model with it starts out identical to one without.
+
+Organ guidance (``condition_channels`` > 0, the organ-score kind): the one-hot organ maps of the K stacked slices
+are extra input channels, concatenated after the K noisy slices and not scaled by c_in (they carry no noise). An
+all-zero condition means "no map": the model is trained with map dropout (radsynth.train.organs), so zeros run
+it unguided. :func:`extend_input` grows a trained slice model's first convolution by zero weights for the new
+channels, so an organ model can start from a slice model and starts out identical to it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ DEFAULT_ARCH: dict[str, Any] = {
     "norm_num_groups": 8,
     "sigma_data": 0.5,
     "per_channel_noise": True,
+    "condition_channels": 0,
 }
 
 
@@ -62,8 +69,9 @@ class ScoreUNet(nn.Module):
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.sigma_data = float(arch["sigma_data"])
         self.per_channel_noise = bool(arch["per_channel_noise"])
+        self.condition_channels = int(arch["condition_channels"])
         self.unet = DiffusionModelUNet(
-            spatial_dims=2, in_channels=self.slices, out_channels=self.slices,
+            spatial_dims=2, in_channels=self.slices + self.condition_channels, out_channels=self.slices,
             channels=tuple(arch["channels"]), attention_levels=tuple(arch["attention_levels"]),
             num_res_blocks=arch["num_res_blocks"], num_head_channels=arch["num_head_channels"],
             norm_num_groups=arch["norm_num_groups"],
@@ -77,7 +85,9 @@ class ScoreUNet(nn.Module):
         """999 · t(σ): the VE-SDE time of σ on the 0 … 999 scale MONAI's embedding is laid out for."""
         return 999.0 * torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``condition``: (B, condition_channels, H, W) for an organ model (None or zeros: unguided)."""
         b, k = x.shape[:2]
         if k != self.slices:
             raise ValueError(f"the model stacks {self.slices} slices, got {k} channels")
@@ -92,7 +102,47 @@ class ScoreUNet(nn.Module):
         c_in = torch.rsqrt(scale ** 2 + self.sigma_data ** 2)
         labels = self.noise_label(per.max(dim=1).values)
         extra = self.noise_label(per) / 999.0 if self.per_channel_noise else None
-        return self.unet(x * c_in, timesteps=labels, class_labels=extra) / scale
+        inputs = x * c_in
+        if self.condition_channels:
+            if condition is None:
+                condition = x.new_zeros(b, self.condition_channels, *x.shape[2:])
+            if condition.shape[1] != self.condition_channels:
+                raise ValueError(f"the model takes {self.condition_channels} condition channels, got "
+                                 f"{condition.shape[1]}")
+            inputs = torch.cat([inputs, condition.to(x.dtype).expand(b, -1, -1, -1)], 1)
+        elif condition is not None:
+            raise ValueError("this score model takes no organ map")
+        return self.unet(inputs, timesteps=labels, class_labels=extra) / scale
+
+
+def extend_input(net: ScoreUNet, state: dict[str, torch.Tensor]) -> None:
+    """Load a slice model's ``state`` into ``net`` (same architecture but for ``condition_channels``): the first
+    convolution's weights for the new condition channels are zero, so ``net`` starts out as the slice model."""
+    own = net.state_dict()
+    for name, value in state.items():
+        value = value.to(own[name].dtype)
+        if own[name].shape != value.shape and name.endswith("conv_in.conv.weight"):
+            grown = torch.zeros_like(own[name])
+            grown[:, :value.shape[1]] = value
+            value = grown
+        own[name] = value
+    net.load_state_dict(own)
+
+
+def organ_condition(label_windows: torch.Tensor, lut: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(B, K, H, W) label values → (B, K·C, H, W) one-hot, slice-major (slice 0's C channels first); ``lut`` maps
+    a value to its class index (−1: not a class, all zeros)."""
+    index = lut[label_windows.long()]
+    hot = torch.nn.functional.one_hot(index.clamp_min(0), n_classes).float() * (index >= 0).unsqueeze(-1).float()
+    b, k, h, w, c = hot.shape
+    return hot.permute(0, 1, 4, 2, 3).reshape(b, k * c, h, w)
+
+
+def class_lut(classes) -> torch.Tensor:
+    """Label value → class index for :func:`organ_condition` (−1 for values that are not classes)."""
+    lut = torch.full((256,), -1, dtype=torch.long)
+    lut[torch.as_tensor(list(classes), dtype=torch.long)] = torch.arange(len(classes))
+    return lut
 
 
 def build(card: dict[str, Any]) -> ScoreUNet:
@@ -104,7 +154,8 @@ def build(card: dict[str, Any]) -> ScoreUNet:
 
 
 def build_slice_score(folder, card: dict, state: dict, device: torch.device) -> ScoreUNet:
-    """Model-registry builder (models.register_builder) for a card of the ASCII score kind."""
+    """Model-registry builder (models.register_builder) for a card of the ASCII score kind (slice-score, and
+    organ-score, whose ``architecture`` has condition_channels = K × len(classes))."""
     from ..models import load_into
 
     net = build(card)

@@ -104,22 +104,32 @@ def score_windows(stacks: list[np.ndarray], k: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
-def _shift(batch: torch.Tensor, generator: torch.Generator, most: int = 3, fill: float = -1.0) -> torch.Tensor:
-    """Random in-plane translation by up to ``most`` pixels (the same for every slice of a window), air-filled."""
+def _shift(batch: torch.Tensor, generator: torch.Generator, most: int = 3, fill: float = -1.0,
+           labels: Optional[torch.Tensor] = None):
+    """Random in-plane translation by up to ``most`` pixels (the same for every slice of a window), air-filled;
+    ``labels`` (the windows' organ maps) move with their slices, background-filled, and are returned too."""
     out = torch.full_like(batch, fill)
+    out_labels = torch.zeros_like(labels) if labels is not None else None
     h, w = batch.shape[-2:]
     for b in range(batch.shape[0]):
         dy, dx = (int(v) for v in torch.randint(-most, most + 1, (2,), generator=generator))
         ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
         xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
         out[b, :, yd, xd] = batch[b, :, ys, xs]
-    return out
+        if labels is not None:
+            out_labels[b, :, yd, xd] = labels[b, :, ys, xs]
+    return out if labels is None else (out, out_labels)
 
 
 def train_score(windows: torch.Tensor, arch: dict, seconds: float, batch: int = 8, lr: float = 1e-3,
                 ema_decay: float = 0.995, seed: int = 0, sde: Optional[dict] = None,
-                init: Optional[Path] = None, log=print) -> tuple[torch.nn.Module, dict]:
-    from ..nets.score_unet import ScoreUNet
+                init: Optional[Path] = None, log=print, maps: Optional[torch.Tensor] = None,
+                classes: Optional[list[int]] = None, map_dropout: float = 0.0) -> tuple[torch.nn.Module, dict]:
+    """DSM training of an ASCII score model on ``windows`` (M, K, H, W). With ``maps`` (M, K, H, W label values
+    of ``classes``) it trains an organ model: their one-hot is the condition, dropped (all zeros) for a share
+    ``map_dropout`` of the batch so the model also runs unguided. ``init``: a model folder to start from (a slice
+    model for an organ model: its first convolution grows zero weights for the map channels)."""
+    from ..nets.score_unet import ScoreUNet, class_lut, extend_input, organ_condition
     from ..processes.ve_sde import VESDE, dsm_loss, sample_training_sigmas
 
     torch.manual_seed(seed)
@@ -128,15 +138,23 @@ def train_score(windows: torch.Tensor, arch: dict, seconds: float, batch: int = 
     net = ScoreUNet(arch, sde.sigma_min, sde.sigma_max)
     if init is not None:   # continue a model's training: same architecture and noise range, its weights
         from safetensors.torch import load_file
-        net.load_state_dict({k: v.float() for k, v in load_file(str(Path(init) / "weights.safetensors")).items()})
+        extend_input(net, {k: v.float() for k, v in load_file(str(Path(init) / "weights.safetensors")).items()})
     ema = copy.deepcopy(net).eval()
     opt = torch.optim.Adam(net.parameters(), lr)
     t0, step, losses = time.perf_counter(), 0, []
+    lut = class_lut(classes) if maps is not None else None
     while time.perf_counter() - t0 < seconds:
         idx = torch.randint(windows.shape[0], (batch,), generator=g)
-        x0 = _shift(windows[idx], g)
+        model = net
+        if maps is None:
+            x0 = _shift(windows[idx], g)
+        else:
+            x0, lab = _shift(windows[idx], g, labels=maps[idx])
+            cond = organ_condition(lab, lut, len(classes))
+            keep = (torch.rand(batch, generator=g) >= map_dropout).float().view(-1, 1, 1, 1)
+            model = (lambda c: lambda x, s: net(x, s, c))(cond * keep)
         sigma, generated = sample_training_sigmas(sde, batch, arch["slices"], generator=g)
-        loss = dsm_loss(net, x0, sde, generator=g, sigma=sigma, generated=generated)
+        loss = dsm_loss(model, x0, sde, generator=g, sigma=sigma, generated=generated)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

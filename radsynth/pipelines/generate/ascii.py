@@ -38,6 +38,9 @@ from ...samplers.score import (FAST_STEPS, Inpaint, channel_mask, fast_evaluatio
 Calibrator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: on_slice(position, slice (B, H, W)): position counts from the first seed slice (0); below the seed is negative
 SliceFn = Callable[[int, torch.Tensor], None]
+#: before_stack(positions): the K slice positions (same count) of the stack about to be sampled, in channel order;
+#: an organ-guided score reads its maps' condition from them
+StackFn = Callable[[list[int]], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +130,7 @@ def _as_batch(seed: torch.Tensor) -> torch.Tensor:
 def grow(sampler: StackSampler, seed: Optional[torch.Tensor], slices: int, above: int = 0, below: int = 0,
          calibrate: Optional[Calibrator] = None, shape: Optional[tuple[int, int, int]] = None, air: float = -1.0,
          progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
-         on_slice: Optional[SliceFn] = None) -> Grown:
+         on_slice: Optional[SliceFn] = None, before_stack: Optional[StackFn] = None) -> Grown:
     """Grow ``above`` slices above and ``below`` slices below the ``seed`` slices with a K = ``slices`` model.
 
     ``seed``: (S, H, W) or (B, S, H, W) in model units, B variants grown at once; None starts from one air slice
@@ -184,6 +187,13 @@ def grow(sampler: StackSampler, seed: Optional[torch.Tensor], slices: int, above
                     label = f"slice {done_count + 1}/{total} ({'up' if front.direction > 0 else 'down'})"
                     step_progress = (lambda f, _s, b=base_fraction, n=keep, lab=label:
                                      progress(min(b + f * n / total, 1.0), lab))
+                if before_stack is not None:
+                    if front.direction > 0:
+                        first_new = seed_count + len(front.done)
+                        lowest = first_new - len(context)
+                    else:
+                        lowest = -len(front.done) - new_count
+                    before_stack(list(range(lowest, lowest + k)))
                 out = sampler.run((batch, k, height, width), inpaint, step_progress, cancel)
                 evaluations += sampler.evaluations
                 new_idx = [c for c in range(k) if c not in known_idx]

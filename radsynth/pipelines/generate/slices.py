@@ -45,8 +45,10 @@ def _k_points_down(volume: Volume) -> bool:
 
 
 def _sample(planes: np.ndarray, src_spacing: tuple[float, float], src_shape: tuple[int, int],
-            dst_spacing: tuple[float, float], dst_shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resampling of (N, H, W) planes between two in-plane grids sharing their centre; air outside."""
+            dst_spacing: tuple[float, float], dst_shape: tuple[int, int], mode: str = "bilinear",
+            fill: float = AIR_HU) -> np.ndarray:
+    """Resampling of (N, H, W) planes between two in-plane grids sharing their centre (bilinear, or nearest for
+    label maps); ``fill`` (air) outside."""
     import torch
     import torch.nn.functional as F
 
@@ -57,9 +59,9 @@ def _sample(planes: np.ndarray, src_spacing: tuple[float, float], src_shape: tup
     xs = ((np.arange(dw) - (dw - 1) / 2) * dst_spacing[0] / src_spacing[0] + (sw - 1) / 2) * 2 / max(sw - 1, 1) - 1
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     grid = torch.from_numpy(np.stack([gx, gy], -1)).float()[None].expand(n, dh, dw, 2)
-    src = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[:, None] - AIR_HU
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return (out[:, 0] + AIR_HU).numpy()
+    src = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[:, None] - fill
+    out = F.grid_sample(src, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    return (out[:, 0] + fill).numpy()
 
 
 def to_model_plane(array: np.ndarray, spacing: tuple[float, ...], size: int, spacing_mm: float) -> np.ndarray:
@@ -71,6 +73,14 @@ def to_model_plane(array: np.ndarray, spacing: tuple[float, ...], size: int, spa
     sigma = (0.0, max(0.4 * spacing_mm / sy - 0.4, 0.0), max(0.4 * spacing_mm / sx - 0.4, 0.0))
     smooth = ndimage.gaussian_filter(array.astype(np.float32), sigma, mode="nearest") if max(sigma) else array
     return _sample(smooth, (sx, sy), array.shape[1:], (spacing_mm, spacing_mm), (size, size))
+
+
+def labels_to_model_plane(label_map: np.ndarray, spacing: tuple[float, ...], size: int,
+                          spacing_mm: float) -> np.ndarray:
+    """(N, H, W) label slices → (N, size, size) uint8 on the model grid, nearest neighbour (background outside)."""
+    out = _sample(label_map.astype(np.float32), (float(spacing[0]), float(spacing[1])), label_map.shape[1:],
+                  (spacing_mm, spacing_mm), (size, size), mode="nearest", fill=0.0)
+    return np.rint(out).astype(np.uint8)
 
 
 def from_model_plane(planes: np.ndarray, spacing_mm: float, spacing: tuple[float, ...],
@@ -105,6 +115,24 @@ def model_window(card: dict) -> tuple[float, float]:
     if not hi > lo:
         raise ModelError(f"The model card of {card.get('name')} gives an empty HU window {lo}..{hi}.")
     return lo, hi
+
+
+def model_grid(card: dict, name: str) -> tuple[int, float]:
+    """The model plane a card gives: (size, spacing_mm)."""
+    grid = card.get("grid") or {}
+    try:
+        return int(grid["size"]), float(grid["spacing_mm"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"The model card of {name} does not give its slice grid (grid: size, spacing_mm).") from None
+
+
+def spacing_warning(card: dict, name: str, slice_mm: float) -> list[str]:
+    """A note when the CT's slices are spaced unlike the model's training slices."""
+    trained_mm = (card.get("grid") or {}).get("slice_spacing_mm")
+    if trained_mm and abs(float(slice_mm) - float(trained_mm)) > 0.2 * float(trained_mm):
+        return [f"The model {name} was trained on slices {trained_mm} mm apart; this volume's are {slice_mm:.2f} mm "
+                f"apart, so the new slices are spaced like the volume but look like {trained_mm} mm steps."]
+    return []
 
 
 def check_hu_range(seed_hu: np.ndarray, window: tuple[float, float], name: str) -> None:
@@ -219,6 +247,51 @@ def bounded_score(net: Any) -> Any:
     return score
 
 
+def icnet_calibrator(icnet_net: Any, window: tuple[float, float]):
+    """ASCII's calibrator in the score model's units (None without IC-Net); refuses an IC-Net for another range."""
+    if icnet_net is None:
+        return None
+    from ...nets.icnet import Window, calibrator, window_from_card
+
+    ic_card = getattr(icnet_net, "card", {}) or {}
+    ic_window = window_from_card(ic_card)
+    if ic_window.lo < window[0] or ic_window.hi > window[1]:
+        raise ModelError(f"The IC-Net {ic_card.get('name', '')} calibrates {ic_window.lo:.0f}..{ic_window.hi:.0f}"
+                         f" HU, outside the slice model's {window[0]:.0f}..{window[1]:.0f} HU: they were trained "
+                         "for different HU ranges.")
+    return calibrator(icnet_net, Window(*window), ic_window)
+
+
+def make_sampler(card: dict, score: Any, sampler: str, steps: Optional[int], snr: float, generator, device):
+    """The stack sampler a run asks for: fast (from the neighbour at the card's ``sampling.fast_start_sigma``
+    when it gives one) or pc."""
+    from ...processes.ve_sde import VESDE
+    from .ascii import fast_sampler, pc_sampler
+    from .slices_ops import FAST_STEPS, PC_STEPS
+
+    sde = VESDE.from_card(card)
+    start = (card.get("sampling") or {}).get("fast_start_sigma")
+    if sampler == "fast" and start:
+        return neighbour_start_sampler(score, sde, steps or FAST_STEPS, float(start), generator=generator,
+                                       device=device)
+    if sampler == "fast":
+        return fast_sampler(score, sde, steps or FAST_STEPS, generator=generator, device=device)
+    if sampler == "pc":
+        return pc_sampler(score, sde, steps or PC_STEPS, snr=snr, generator=generator, device=device)
+    raise InvalidOptionError(f"Unknown sampler {sampler!r}; choose fast or pc.")
+
+
+def eta_progress(progress, t_start: float):
+    """Sampling progress mapped onto 2 … 95 % of the run, with the time left extrapolated."""
+    def report(fraction: float, stage: str) -> None:
+        if progress is None:
+            return
+        elapsed = time.perf_counter() - t_start
+        eta = f", about {elapsed * (1 - fraction) / fraction:.0f} s left" if fraction > 0.02 else ""
+        progress(0.02 + 0.93 * fraction, f"{stage}{eta}")
+    return report
+
+
 def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, seed_slice: Optional[int] = None,
                     direction: str = "up", slices: int = 8, k: Optional[int] = None, sampler: str = "fast",
                     steps: Optional[int] = None, snr: float = 0.16, seed: int = 0, progress=None, cancel=None,
@@ -227,11 +300,9 @@ def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, see
     the grid). Returns a radsynth Result whose volume is the seed slices plus the new ones, marked synthetic."""
     import torch
 
-    from ...nets.icnet import Window, calibrator, window_from_card
-    from ...processes.ve_sde import VESDE
+    from ...nets.icnet import Window
     from ...result import Result
-    from .ascii import fast_sampler, grow, pc_sampler
-    from .slices_ops import FAST_STEPS, PC_STEPS
+    from .ascii import grow
 
     t_start = time.perf_counter()
     torch.set_flush_denormal(True)
@@ -245,11 +316,7 @@ def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, see
     if k is not None and int(k) != model_k:
         raise InvalidOptionError(f"The model {name} stacks K={model_k} adjacent slices; K={k} needs a model "
                                  f"trained for it.")
-    grid = card.get("grid") or {}
-    try:
-        size, spacing_mm = int(grid["size"]), float(grid["spacing_mm"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"The model card of {name} does not give its slice grid (grid: size, spacing_mm).") from None
+    size, spacing_mm = model_grid(card, name)
     if direction not in ("up", "down", "both"):
         raise InvalidOptionError(f"Unknown direction {direction!r}; choose up, down or both.")
     if slices < 1:
@@ -272,51 +339,18 @@ def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, see
     check_memory(memory_needed(rows, columns, total, size), total, available_bytes)
 
     array_fh = foot_to_head(image, image.array)
-    warnings: list[str] = []
-    trained_mm = grid.get("slice_spacing_mm")
-    if trained_mm and abs(float(image.spacing[2]) - float(trained_mm)) > 0.2 * float(trained_mm):
-        warnings.append(f"The model {name} was trained on slices {trained_mm} mm apart; this CT's are "
-                        f"{image.spacing[2]:.2f} mm apart, so the new slices are spaced like the CT but look like "
-                        f"{trained_mm} mm steps.")
+    warnings: list[str] = spacing_warning(card, name, float(image.spacing[2]))
     win = Window(*window)
     if conditional:
         seed_hu = np.asarray(array_fh[seed_idx], dtype=np.float32)
         check_hu_range(seed_hu, window, name)
         seed_units = win.to_unit(torch.from_numpy(to_model_plane(seed_hu, image.spacing, size, spacing_mm)))
-    calibrate = None
-    if icnet_net is not None:
-        ic_card = getattr(icnet_net, "card", {}) or {}
-        ic_window = window_from_card(ic_card)
-        if ic_window.lo < window[0] or ic_window.hi > window[1]:
-            raise ModelError(f"The IC-Net {ic_card.get('name', '')} calibrates {ic_window.lo:.0f}..{ic_window.hi:.0f}"
-                             f" HU, outside the slice model's {window[0]:.0f}..{window[1]:.0f} HU: they were trained "
-                             "for different HU ranges.")
-        calibrate = calibrator(icnet_net, win, ic_window)
-
+    calibrate = icnet_calibrator(icnet_net, window)
     device = next(score_net.parameters()).device
-    sde = VESDE.from_card(card)
     generator = torch.Generator(device=device).manual_seed(int(seed))
-    start = (card.get("sampling") or {}).get("fast_start_sigma")
-    if sampler == "fast" and start:
-        stack_sampler = neighbour_start_sampler(bounded_score(score_net), sde, steps or FAST_STEPS, float(start),
-                                                generator=generator, device=device)
-    elif sampler == "fast":
-        stack_sampler = fast_sampler(bounded_score(score_net), sde, steps or FAST_STEPS, generator=generator,
-                                     device=device)
-    elif sampler == "pc":
-        stack_sampler = pc_sampler(bounded_score(score_net), sde, steps or PC_STEPS, snr=snr, generator=generator,
-                                   device=device)
-    else:
-        raise InvalidOptionError(f"Unknown sampler {sampler!r}; choose fast or pc.")
-
+    stack_sampler = make_sampler(card, bounded_score(score_net), sampler, steps, snr, generator, device)
     t_grow = time.perf_counter()
-
-    def report(fraction: float, stage: str) -> None:
-        if progress is None:
-            return
-        elapsed = time.perf_counter() - t_grow
-        eta = f", about {elapsed * (1 - fraction) / fraction:.0f} s left" if fraction > 0.02 else ""
-        progress(0.02 + 0.93 * fraction, f"{stage}{eta}")
+    report = eta_progress(progress, t_grow)
 
     with torch.no_grad():
         grown = grow(stack_sampler, seed_units if conditional else None, model_k, above=above, below=below,
