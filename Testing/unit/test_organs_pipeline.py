@@ -14,7 +14,7 @@ from radsynth.nets.score_unet import ScoreUNet
 from radsynth.pipelines.generate import organs
 from radsynth.pipelines.inpaint import labels
 from radsynth.progress import CancelToken
-from radsynth.volume import Volume
+from radsynth.volume import PROVENANCE_KEY, Volume
 
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)
@@ -171,9 +171,37 @@ def test_cancel_keeps_the_lowest_slices_labelled_partial():
     res = run(start=0, slices=3, seed=4, cancel=token, on_slice=on_slice)
     assert res.settings["partial"] and res.settings["slices_generated"] == 2 and seen == [0, 1]
     assert np.array_equal(res.volume.array, full.volume.array[:2])
-    assert "PARTIAL" in res.volume.metadata.get("RadSynth.Provenance", "") + str(res.volume.metadata)
+    assert "PARTIAL" in res.volume.metadata[PROVENANCE_KEY]
     assert res.volume.metadata["RadSynth.Partial"] == "2/3"
     token2 = CancelToken()
     token2.cancel()
     with pytest.raises(CancelledError):
         run(start=0, slices=3, cancel=token2)
+
+
+def test_live_preview_holds_the_volume_so_far_after_every_slice(tmp_path):
+    from radsynth.pipelines.generate.slices import read_preview
+
+    counts = []
+
+    def on_slice(_position, _s):
+        seen = read_preview(str(tmp_path))
+        counts.append(0 if seen is None else seen.shape[0])
+
+    m = organ_map((1, 0, 0, 0, 1, 0, 0, 0, -1))
+    res = run(m, start=3, slices=3, preview=str(tmp_path), on_slice=on_slice)
+    assert counts == [0, 1, 2]                 # on_slice runs before the preview writes the slice it was given
+    final = read_preview(str(tmp_path))
+    assert np.array_equal(final.array, res.volume.array) and np.allclose(final.origin, res.volume.origin)
+    assert final.is_synthetic and "growing" in final.metadata[PROVENANCE_KEY]
+
+
+def test_slices_preview_includes_the_seed_and_ends_as_the_result(tmp_path):
+    from test_slices_pipeline import phantom, tiny_net
+
+    from radsynth.pipelines.generate.slices import generate_slices, read_preview
+
+    res = generate_slices(phantom(), tiny_net(), None, seed_slice=2, direction="both", slices=3, steps=2,
+                          preview=str(tmp_path))
+    final = read_preview(str(tmp_path))
+    assert np.array_equal(final.array, res.volume.array) and np.allclose(final.origin, res.volume.origin)

@@ -31,9 +31,9 @@ import numpy as np
 from ...errors import CancelledError, InvalidOptionError, ModelError
 from ...volume import Volume
 from ..inpaint import labels
-from .slices import (RESAMPLE_CHUNK, _k_points_down, bounded_score, check_memory, check_volume, eta_progress,
-                     foot_to_head, from_model_plane, icnet_calibrator, labels_to_model_plane, make_sampler,
-                     memory_needed, model_grid, model_window, spacing_warning)
+from .slices import (RESAMPLE_CHUNK, LivePreview, _k_points_down, bounded_score, chain, check_memory, check_volume,
+                     eta_progress, foot_to_head, from_model_plane, icnet_calibrator, labels_to_model_plane,
+                     make_sampler, memory_needed, model_grid, model_window, spacing_warning)
 
 
 def organ_values(keep: Optional[Iterable[str] | str]) -> Optional[list[int]]:
@@ -120,12 +120,14 @@ class GuidedScore:
 def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *, keep=None,
                     start: Optional[int] = None, slices: int = 8, guidance: float = 1.0, sampler: str = "fast",
                     steps: Optional[int] = None, snr: float = 0.16, seed: int = 0, progress=None, cancel=None,
-                    available_bytes: Optional[float] = None, on_slice=None, map_source: str = "given"):
+                    available_bytes: Optional[float] = None, on_slice=None, preview: Optional[str] = None,
+                    map_source: str = "given"):
     """Generate ``slices`` axial slices of CT that follow ``organ_map`` (label scheme values) from its slice
     ``start`` upwards. Returns a radsynth Result whose volume lies on the map's grid (those slices), marked
     synthetic; ``keep``: organ names to keep (None: all), the others replaced by what surrounds them.
 
-    ``on_slice(position, slice)``: each finished slice in model units, position 0 = the start slice (live views).
+    ``on_slice(position, slice)``: each finished slice in model units, position 0 = the start slice; ``preview``:
+    a folder where the volume generated so far is written after every slice (``slices.LivePreview``).
     """
     import torch
 
@@ -189,9 +191,11 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
     generator = torch.Generator(device=device).manual_seed(int(seed))
     stack_sampler = make_sampler(card, bounded_score(guided), sampler, steps, snr, generator, device)
     t_grow = time.perf_counter()
+    live = (LivePreview(preview, organ_map, lo_fh, Window(*window).to_hu, spacing_mm,
+                        label=f"radsynth generate organs ({name}, growing)") if preview else None)
     with torch.no_grad():
         grown = grow(stack_sampler, None, model_k, above=slices, calibrate=calibrate, shape=(1, size, size),
-                     progress=eta_progress(progress, t_grow), cancel=cancel, on_slice=on_slice,
+                     progress=eta_progress(progress, t_grow), cancel=cancel, on_slice=chain(on_slice, live),
                      before_stack=guided.at)
     t_sampled = time.perf_counter()
     made = grown.slices.shape[1]

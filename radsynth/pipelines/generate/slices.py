@@ -292,12 +292,76 @@ def eta_progress(progress, t_start: float):
     return report
 
 
+PREVIEW_FILE = "growing.nrrd"
+
+
+class LivePreview:
+    """``on_slice`` for a live view: after every finished slice the volume grown so far (the slices of a
+    cancelled run's result, on the output grid, marked synthetic and "growing") is written to
+    ``folder/growing.nrrd``, atomically, so another thread or process (the Slicer panel, the worker's host) can
+    show it while the run goes on. Positions are ``grow``'s (0 = the first seed slice); ``fh_of_zero`` is that
+    position's foot → head index on ``grid``; ``known`` holds the seed slices (HU, on the grid) by position."""
+
+    def __init__(self, folder: str, grid: Volume, fh_of_zero: int, to_hu, spacing_mm: float,
+                 known: Optional[dict[int, np.ndarray]] = None, label: str = "radsynth generate (growing)") -> None:
+        from pathlib import Path
+
+        self.path = Path(folder) / PREVIEW_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.grid, self.fh0, self.to_hu, self.spacing_mm, self.label = grid, fh_of_zero, to_hu, spacing_mm, label
+        self.planes: dict[int, np.ndarray] = dict(known or {})
+        self.writes = 0
+
+    def __call__(self, position: int, new) -> None:
+        from ...volume import write_volume
+
+        hu = self.to_hu(new[:1].clamp(-1, 1)).cpu().numpy()
+        rows, columns = self.grid.shape[1:]
+        self.planes[position] = from_model_plane(hu, self.spacing_mm, self.grid.spacing, (rows, columns))[0]
+        lo, hi = min(self.planes), max(self.planes)
+        stack = np.stack([self.planes.get(p, np.full((rows, columns), AIR_HU, np.float32)) for p in range(lo, hi + 1)])
+        first_fh, n = self.fh0 + lo, hi - lo + 1
+        flipped = _k_points_down(self.grid)
+        k0 = self.grid.shape[0] - 1 - (first_fh + n - 1) if flipped else first_fh
+        origin = tuple(float(v) for v in self.grid.index_to_physical(np.array([[k0, 0, 0]], dtype=float))[0])
+        out = np.clip(np.rint(stack[::-1] if flipped else stack), -32768, 32767).astype(np.int16)
+        volume = Volume(np.ascontiguousarray(out), origin, tuple(self.grid.spacing), tuple(self.grid.direction))
+        volume.mark_synthetic(f"{self.label}, {len(self.planes)} slices so far")
+        write_volume(volume, self.path)
+        self.writes += 1
+
+
+def read_preview(folder: str) -> Optional[Volume]:
+    """The volume a :class:`LivePreview` last wrote to ``folder`` (None before the first slice). Read without
+    :func:`radsynth.volume.read_volume`'s single-slice refusal: the first preview of a run holds one slice."""
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    path = Path(folder) / PREVIEW_FILE
+    if not path.is_file():
+        return None
+    img = sitk.ReadImage(str(path))
+    volume = Volume(sitk.GetArrayFromImage(img), img.GetOrigin(), img.GetSpacing(), img.GetDirection())
+    volume.metadata.update({k: img.GetMetaData(k) for k in img.GetMetaDataKeys() if k.startswith("RadSynth")})
+    return volume
+
+
+def chain(*fns):
+    """One ``on_slice`` calling each given one (None skipped)."""
+    fns = [f for f in fns if f is not None]
+    if not fns:
+        return None
+    return lambda position, new: [f(position, new) for f in fns] and None
+
+
 def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, seed_slice: Optional[int] = None,
                     direction: str = "up", slices: int = 8, k: Optional[int] = None, sampler: str = "fast",
                     steps: Optional[int] = None, snr: float = 0.16, seed: int = 0, progress=None, cancel=None,
-                    available_bytes: Optional[float] = None, on_slice=None):
+                    available_bytes: Optional[float] = None, on_slice=None, preview: Optional[str] = None):
     """Grow ``slices`` new axial slices from ``image``'s slice ``seed_slice`` (None: unconditional, the image gives
-    the grid). Returns a radsynth Result whose volume is the seed slices plus the new ones, marked synthetic."""
+    the grid). Returns a radsynth Result whose volume is the seed slices plus the new ones, marked synthetic.
+    ``preview``: a folder where the volume grown so far is written after every slice (:class:`LivePreview`)."""
     import torch
 
     from ...nets.icnet import Window
@@ -353,8 +417,14 @@ def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, see
     report = eta_progress(progress, t_grow)
 
     with torch.no_grad():
+        live = None
+        if preview:
+            known = ({i: array_fh[j].astype(np.float32) for i, j in enumerate(seed_idx)} if conditional else {})
+            live = LivePreview(preview, image, seed_idx[0] if conditional else 0, win.to_hu, spacing_mm, known,
+                               f"radsynth generate slices ({name}, growing)")
         grown = grow(stack_sampler, seed_units if conditional else None, model_k, above=above, below=below,
-                     calibrate=calibrate, shape=(1, size, size), progress=report, cancel=cancel, on_slice=on_slice)
+                     calibrate=calibrate, shape=(1, size, size), progress=report, cancel=cancel,
+                     on_slice=chain(on_slice, live))
     t_sampled = time.perf_counter()
     generated = grown.generated
     new_hu = win.to_hu(grown.slices[0].clamp(-1, 1)).cpu().numpy()

@@ -47,6 +47,9 @@ SLICES = register(Operation(
                reason="score_sde uses 0.15-0.17 for VE models; the thesis gives none."),
         Option("seed", "int", 0, "Random seed; the same seed and inputs give the same result", min=0,
                max=2 ** 31 - 1),
+        Option("preview", "str", None, "Folder where the volume grown so far is written after every slice "
+               "(growing.nrrd, marked synthetic), for a live view; unset: none",
+               reason="The Slicer panel shows the growing volume from it while the run goes on."),
     ),
     needs_mask=False, model_kinds=(SCORE_MODEL, ICNET_MODEL)))
 
@@ -78,6 +81,6 @@ ORGANS = register(Operation(
                "follows it as trained, above 1 classifier-free guidance (twice the network evaluations)",
                min=0.0, max=10.0, reason="The model is trained with map dropout, so 0 and > 1 are well defined; 1 "
                                          "costs one evaluation per step."),
-        *_shared("icnet", "sampler", "steps", "snr", "seed"),
+        *_shared("icnet", "sampler", "steps", "snr", "seed", "preview"),
     ),
     needs_mask=False, model_kinds=(ORGAN_MODEL, ICNET_MODEL)))
