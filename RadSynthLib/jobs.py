@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from radsynth.errors import CancelledError, RadSynthError
@@ -56,9 +57,11 @@ class BackgroundRun:
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.discard = False  # set when the scene closed meanwhile: the result has nowhere to go
+        self.started: Optional[float] = None
         self._thread = threading.Thread(target=self._run, args=(logic,), name=name, daemon=True)
 
     def start(self) -> "BackgroundRun":
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
@@ -92,6 +95,7 @@ class JobStatus:
     nodes: Any = None                          # what ``apply`` returned (done)
     error: Optional[BaseException] = None      # why it failed; a RadSynthError has a message for the user
     cancelling: bool = False                   # Cancel was pressed and the job has not stopped yet
+    eta_s: Optional[float] = None              # seconds left, extrapolated from the time so far (running)
 
     @property
     def finished(self) -> bool:
@@ -145,7 +149,10 @@ class JobController:
             return JobStatus(IDLE)
         fraction = min(max(float(job.fraction), 0.0), 1.0)
         if job.running:
-            return JobStatus(RUNNING, fraction, job.stage, cancelling=job.cancel.cancelled)
+            from radsynth.worker.protocol import eta_seconds
+
+            eta = eta_seconds(time.monotonic() - job.started, fraction) if job.started is not None else None
+            return JobStatus(RUNNING, fraction, job.stage, cancelling=job.cancel.cancelled, eta_s=eta)
         self.job = None
         logic, done, self._logic, self._done = self._logic, self._done, None, None
         if job.discard or isinstance(job.error, CancelledError):

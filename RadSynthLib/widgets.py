@@ -53,7 +53,8 @@ class JobPanel:
         self.progressBar.value = int(1000 * status.fraction)
         if not status.finished:
             if not status.cancelling:
-                self.statusLabel.text = f"{status.stage} ({100 * status.fraction:.0f}%)"
+                eta = "" if status.eta_s is None else _(", about {s:.0f} s left").format(s=status.eta_s)
+                self.statusLabel.text = f"{status.stage} ({100 * status.fraction:.0f}%{eta})"
             return
         self.timer.stop()
         if status.state == CANCELLED:

@@ -264,3 +264,34 @@ def test_cancel_mid_run_adds_nothing(scene, small, tiny, logic):
     assert isinstance(job.error, CancelledError) and job.result is None
     assert any(s.startswith("variant 2 of 2: slice") for s in stages)
     assert node_count(scene) == before
+
+
+def test_progress_shows_the_stage_and_an_eta(scene, small, tiny):
+    """What the panel's status line shows while a fill runs (RadSynthLib.jobs polled as the panel's timer does)."""
+    import threading
+    import time
+
+    from RadSynthLib.jobs import JobController
+
+    ct, tumour = small
+    node = mrml.volume_to_node(ct, scene, "lung1")
+    seg = mrml.mask_to_segmentation_node(tumour, scene, "seg", "tumor", node)
+    halfway, release = threading.Event(), threading.Event()
+
+    def runner(request, progress, cancel):   # stands in for the engine: half done after 0.4 s, then waits
+        time.sleep(0.4)
+        progress(0.5, "slice 2/4")
+        halfway.set()
+        release.wait(10)
+        cancel.check()
+
+    logic = DiffusionInpaintLogic(runner)
+    jobs = JobController("DiffusionInpaint")
+    jobs.start(logic, logic.prepare_fill(FillParameters(node, seg, seg.GetSegmentation().GetNthSegmentID(0))))
+    assert halfway.wait(10)
+    status = jobs.poll(scene)
+    assert status.state == "running" and status.stage == "slice 2/4" and status.fraction == 0.5
+    assert 0.3 < status.eta_s < 5.0            # as long again as the 0.4 s so far
+    jobs.cancel()
+    release.set()
+    assert jobs.wait(10) and jobs.poll(scene).state == "cancelled"
