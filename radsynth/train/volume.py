@@ -372,6 +372,31 @@ def card_for(arch: dict, *, name: str, size: Sequence[int], spacing: Sequence[fl
     }
 
 
+def untrained_model(out: Path | str, *, scale: str = "demo", size: Sequence[int] = (32, 32, 32),
+                    spacing: Sequence[float] = (8.0, 8.0, 8.0), scale_factor: float = 1.0, seed: int = 0,
+                    name: str = "test-volume-ldm") -> dict:
+    """A model folder with this trainer's card and random weights (tests and benchmarks: every code path of a
+    trained model, in a second). MONAI zero-initialises the UNet's output layer; it gets small random values so
+    the output depends on the input."""
+    from ..models import save_model
+    from ..nets.maisi import build_network
+
+    torch.manual_seed(seed)
+    arch = architecture(scale)
+    parsed = mc.parse_network_config(arch)
+    ae = build_network("autoencoder", parsed["autoencoder_def"], "cpu")
+    unet = build_network("diffusion", parsed["diffusion_unet_def"], "cpu")
+    with torch.no_grad():
+        for p in unet.parameters():
+            if p.dim() > 1 and not p.any():
+                p.normal_(0.0, 0.05)
+    counts = {"autoencoder": sum(p.numel() for p in ae.parameters()),
+              "diffusion": sum(p.numel() for p in unet.parameters())}
+    card = card_for(arch, name=name, size=size, spacing=spacing, scale_factor=scale_factor, demo=False,
+                    training={"untrained": True}, mask_dropout=0.2, parameters=counts)
+    return save_model(out, torch.nn.ModuleDict({"autoencoder": ae, "diffusion": unet}), card)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="model folder to write (e.g. radsynth/weights/X)")

@@ -223,6 +223,8 @@ def generate(model: Any, *, size=None, spacing=None, body_region: Optional[str |
         from ...nets import maisi_config as mc
         size, spacing, _ = mc.check_request(card, size, spacing, regions)   # the grid is refused before resampling
         values = [int(v) for v in np.unique(segmentation.array) if v != 0]
+        if not values:
+            raise InvalidMaskError("The segmentation is empty: it has no labelled voxel.")
         mapping = map_segments(values, segment_names, card)
         labels_xyz, center = segmentation_on_grid(segmentation, size, spacing, grid.get("orientation", "RAS"))
         extra = {**conditioning(card, labels_xyz, mapping), "center_lps": center}
