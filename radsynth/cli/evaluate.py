@@ -97,9 +97,104 @@ def sliders_cmd(out: Path = OUT, steps: Optional[int] = EVAL_STEPS, models: Opti
     _write(out, "sliders_report.json", report)
     if record:
         from ..models import record_in_card
-        from ..pipelines.texture_fill import SLIDER_EVALUATION
+        from ..pipelines.texture_fill import SLIDER_EVALUATION, verdict
         keys = ("preset", "steps", "requested", "spearman", "slope", "interior_spearman", "interior_slope")
         record_in_card(texture_folder(models), SLIDER_EVALUATION, {
-            "texture": {f: {k: r[k] for k in keys} for f, r in report["texture"].items()},
+            "texture": {f: dict({k: r[k] for k in keys}, verdict=verdict(r)) for f, r in report["texture"].items()},
             "date": datetime.date.today().isoformat(), "by": "radsynth evaluate sliders --record"})
         typer.echo(f"recorded the texture sliders' response in {texture_folder(models)}")
+
+
+# -- generation: DiffusionInpaint and CTGenerate (radsynth.evaluate.distribution and friends) ---------------------
+FID_WEIGHTS = typer.Option(None, "--fid-weights", help="Inception-v3 weights for FID-Ax/Cor/Sag (torchvision's "
+                           "inception_v3 state dict, .safetensors or tensor-only .pt); never downloaded. Without "
+                           "it FID is skipped with a note and every other metric is still reported.")
+
+
+def _write_evaluation(out: Path, name: str, evaluation) -> None:
+    """report.json and its PNG montage, both or neither (radsynth.outputs)."""
+    from ..evaluate.fidelity import DISCLAIMER
+    from ..outputs import write_all
+    report = {"disclaimer": DISCLAIMER, **evaluation.report}
+    png = out / name.replace("_report.json", "_montage.png")
+    with user_errors():
+        write_all({out / name: lambda p: write_json(report, p), png: evaluation.draw})
+    typer.echo(f"wrote {out / name} and {png.name}  ({DISCLAIMER})")
+
+
+def _check_outs(out: Path, name: str) -> None:
+    from ..outputs import Destination, check_destinations
+    with user_errors():
+        check_destinations([], [Destination(out / name, "--out", (".json",)),
+                                Destination(out / name.replace("_report.json", "_montage.png"), "--out",
+                                            (".png",))])
+
+
+def _cases(text: str) -> tuple[str, ...]:
+    from ..errors import InvalidOptionError
+    from ..evaluate.generate_eval import CASES
+    cases = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        raise fail(InvalidOptionError(f"Unknown case(s) {', '.join(unknown) or '(none)'}; the sample CTs are "
+                                      f"{', '.join(CASES)}."))
+    return cases
+
+
+@evaluate_app.command("generate")
+def generate_cmd(out: Path = OUT,
+                 cases: str = typer.Option("lung1,lung2", "--cases", help="Sample CTs to grow from (comma list)."),
+                 slices: int = typer.Option(3, "--slices", min=2, max=32, help="Slices grown per run (≥ 2: "
+                                            "continuity needs three slices with the seed)."),
+                 variants: int = typer.Option(2, "--variants", min=1, max=16, help="Seeds per configuration; "
+                                              "MS-SSIM diversity needs ≥ 2."),
+                 rois: int = typer.Option(8, "--rois-per-slice", min=1, max=64, help="Radiomics patches per "
+                                          "slice and region (30 mm squares)."),
+                 steps: Optional[int] = typer.Option(None, "--steps", min=2, help="Fast-sampler steps (default: "
+                                                     "the model's)."),
+                 compare_samplers: bool = typer.Option(False, "--compare-samplers", help="Also grow with the "
+                                                       "predictor-corrector sampler and compare it with fast."),
+                 pc_slices: int = typer.Option(1, "--pc-slices", min=1, help="Slices per case for the comparison."),
+                 pc_steps: int = typer.Option(1000, "--pc-steps", min=2, help="PC noise levels (thesis: 1000)."),
+                 models: Optional[Path] = typer.Option(None, "--models", help="Slice-score model folder "
+                                                       "(default: the bundled demo model)."),
+                 icnet: Optional[Path] = typer.Option(None, "--icnet", help="IC-Net folder (default: bundled)."),
+                 fid_weights: Optional[Path] = FID_WEIGHTS) -> None:
+    """Slice growth from seed slices of the sample CTs: continuity with and without IC-Net against the real slices,
+    HU histograms per region, Fréchet radiomics distance, bMMD², MS-SSIM diversity, FID when weights are given."""
+    name = "generate_report.json"
+    _check_outs(out, name)
+    chosen = _cases(cases)
+    import torch
+    from .. import models as registry
+    from ..evaluate.generate_eval import evaluate_generate
+    torch.set_flush_denormal(True)
+    with user_errors():
+        score = registry.load("slice-score", models, device="cpu")
+        ic = registry.load("icnet", icnet, device="cpu")
+        evaluation = evaluate_generate(score, ic, cases=chosen, slices=slices, variants=variants,
+                                       rois_per_slice=rois, compare_samplers=compare_samplers,
+                                       pc_slices=pc_slices, pc_steps=pc_steps, steps=steps,
+                                       fid_weights=fid_weights, log=typer.echo)
+    for line in _generate_summary(evaluation.report):
+        typer.echo(line)
+    _write_evaluation(out, name, evaluation)
+
+
+def _generate_summary(report: dict) -> list[str]:
+    lines = []
+    for case, c in report["continuity"].items():
+        for cfg in ("icnet_on", "icnet_off"):
+            w = c[cfg]
+            lines.append(f"{case} {cfg:9s} stripe/real " + "  ".join(f"{k} {v['stripe_hu_ratio']:.2f}"
+                                                                  for k, v in w.items()))
+    for cfg, sec in report["radiomics"].items():
+        lines.append(f"Fréchet radiomics {cfg:9s} " + "  ".join(
+            f"{r} {v['frechet']:.2f}" for r, v in sec["regions"].items() if v.get("frechet") is not None))
+    if "samplers" in report:
+        for s in ("fast", "pc"):
+            r = report["samplers"][s]
+            lines.append(f"sampler {s:4s} MAE {r['mae_in_body_hu']:.0f} HU  " + "  ".join(
+                f"Fréchet {k} {v['frechet']:.2f}" for k, v in r["radiomics"]["regions"].items()
+                if v.get("frechet") is not None))
+    return lines
