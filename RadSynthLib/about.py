@@ -98,7 +98,8 @@ _README = ("README", "README.md#3d-slicer")
 MODULES = {
     "TumorSynth": _Module((_README, ("texture path", "docs/texture-path.md")),
                           (KIM_2025, LI_2023_BBDM, ESSER_2021_VQGAN)),
-    "DiffusionInpaint": _Module((_README,), (ZHAO_2023, SEDYKH_2024, LUGMAYR_2022_REPAINT, SAHARIA_2022_PALETTE)),
+    "DiffusionInpaint": _Module((_README, ("method", "docs/diffusion-inpaint.md")),
+                                (ZHAO_2023, SEDYKH_2024, LUGMAYR_2022_REPAINT, SAHARIA_2022_PALETTE)),
     "CTGenerate": _Module((_README,), (JEONG_2023, SEDYKH_2024, DRENTH_2024, GUO_2025_MAISI, SONG_2021_SDE)),
     "ReaderStudy": _Module((_README, ("reader studies", "docs/reader-study.md")),
                            (CHUQUICUSMA_2018, KIM_2025, DRENTH_2024, JEONG_2023), makes_images=False),
