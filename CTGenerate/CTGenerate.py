@@ -29,6 +29,7 @@ from RadSynthLib import about, dependencies, dicom_plugin, parameters, sample_da
 from RadSynthLib.widgets import JobPanel, ModuleWidgetMixin  # noqa: E402
 from CTGenerateLib import defaults  # noqa: E402
 from CTGenerateLib import logic as core  # noqa: E402
+from CTGenerateLib import volume_panel  # noqa: E402
 
 MODULE = core.MODULE
 
@@ -104,9 +105,13 @@ class CTGenerateWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self.ui.cancelButton.clicked.connect(self.job.cancel)
         self.observeScene()
         self.initializeParameterNode()
+        # "Whole volume" (latent diffusion): its own widgets and logic, sharing this module's engine runner
+        self.wholeVolume = volume_panel.WholeVolumeSection(
+            self.layout, volume_panel.core.VolumeLogic(self.logic.runner))
 
     def cleanup(self):
         self.job.cleanup()
+        self.wholeVolume.cleanup()
         self.removeObservers()
         workers.release(MODULE)
 
