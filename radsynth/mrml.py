@@ -150,6 +150,20 @@ def volume_to_node(volume: Volume, scene, name: str, reference=None):
     return node
 
 
+def update_volume_node(node, volume: Volume) -> None:
+    """Replace a volume node's voxels, geometry and RadSynth attributes with ``volume``'s (a live view of a
+    volume that grows while it is generated); its display stays as it is."""
+    if volume.array.ndim != 3:
+        raise InvalidImageError("Only 3D volumes can be shown in a volume node.")
+    was = node.StartModify()
+    _set_geometry(node, volume)
+    node.SetAndObserveImageData(_array_to_image_data(volume.array))
+    for key, value in volume.metadata.items():
+        node.SetAttribute(str(key), str(value))
+    provenance.mark_node(node, volume.metadata)
+    node.EndModify(was)
+
+
 # -- segments -----------------------------------------------------------------------------------------------------
 def _segment(segmentation_node, segment_id: str):
     if segmentation_node is None:

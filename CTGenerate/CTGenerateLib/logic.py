@@ -7,11 +7,20 @@ starts; :meth:`CTGenerateLogic.execute` (any thread) runs ``generate slices`` th
 the engine returns the finished slices and the node's name and provenance say "partial". The result has its own
 grid (the seed's spacing and direction, extended along the axial axis), so it is added here rather than through
 ``RadSynthLib.results.add_result``, which requires the input's grid.
+
+Live growth: ``prepare`` gives the engine a scratch folder (the operation's ``preview`` option), where the volume
+grown so far is written after every slice, in this process or in the worker. :meth:`update_live` (main thread,
+from the panel's timer while the job runs) shows it in one "growing" node, updated in place; :meth:`end_live`
+removes that node and the folder — ``apply`` calls it before adding the result, the panel after a failed or
+cancelled job, so the scene ends as if there had been no live view.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -29,6 +38,8 @@ from RadSynthLib.workers import EngineRunner
 MODULE = "CTGenerate"
 OPERATION = SLICES.name
 PARTIAL_ATTRIBUTE = "RadSynth.Partial"
+#: set on the node that shows a volume while it grows (removed when the run ends)
+LIVE_ATTRIBUTE = "RadSynth.Growing"
 
 
 def _default(name: str) -> Any:
@@ -48,6 +59,7 @@ class CTGenerateParameters:
     steps: Optional[int] = None           # None: the sampler's default
     seed: int = _default("seed")
     model_dir: Optional[str] = None       # None: the bundled demo model
+    live: bool = True                     # show the volume while it grows
 
 
 @dataclasses.dataclass
@@ -60,6 +72,13 @@ class Request(EngineRequest):
     sampler: str = "fast"
     steps: Optional[int] = None
     seed: int = 0
+    preview: Optional[str] = None         # scratch folder of the live view (engine option)
+    live_node_id: str = ""                # the growing node (main thread only)
+    live_stamp: Any = None
+
+
+def live_folder(enabled: bool) -> Optional[str]:
+    return tempfile.mkdtemp(prefix="radsynth-growing-") if enabled else None
 
 
 Runner = Callable[[Request, ProgressFn, CancelToken], Any]
@@ -74,6 +93,24 @@ def seed_slice_from_slice_node(volume_node: Any, slice_node: Any) -> int:
     volume_node.GetRASToIJKMatrix(matrix)
     ijk = matrix.MultiplyPoint(ras)
     return int(np.floor(ijk[2] + 0.5))
+
+
+def add_volume(scene: Any, result: Any, name: str, source: str, placement: Any, reference: Any = None) -> Any:
+    """A generated volume as a new node (marked synthetic, partial when cancelled) placed by ``placement``."""
+    volume = result.volume
+    if not volume.is_synthetic:
+        volume.mark_synthetic(f"{MODULE} {result.operation}")
+    node = None
+    try:
+        node = mrml.volume_to_node(volume, scene, name, reference=reference)
+        node.SetAttribute(results.SOURCE_ATTRIBUTE, source)
+        if result.settings.get("partial"):
+            node.SetAttribute(PARTIAL_ATTRIBUTE, volume.metadata.get(PARTIAL_ATTRIBUTE, "1"))
+        placement.place(node)
+    except Exception:
+        results.remove_result(scene, {"volume": node})
+        raise
+    return node
 
 
 class CTGenerateLogic:
@@ -101,7 +138,8 @@ class CTGenerateLogic:
                        input_node_id=node.GetID(), model_dir=params.model_dir or None,
                        seed_slice=checked.get("seed_slice"), direction=checked["direction"],
                        slices=checked["slices"], k=checked.get("k"), icnet=checked["icnet"],
-                       sampler=checked["sampler"], steps=checked.get("steps"), seed=checked["seed"])
+                       sampler=checked["sampler"], steps=checked.get("steps"), seed=checked["seed"],
+                       preview=live_folder(params.live))
 
     # -- phase 2: any thread, no MRML ---------------------------------------------------------------------------
     def execute(self, request: Request, progress: Optional[ProgressFn] = None,
@@ -111,28 +149,48 @@ class CTGenerateLogic:
         # no cancel.check() afterwards: a cancelled run returns the finished slices, labelled partial
         return (runner or self.runner)(request, progress or no_progress, cancel)
 
+    # -- live view: main thread, while the job runs -------------------------------------------------------------
+    def update_live(self, request: Any, scene: Any) -> Any:
+        """Show the volume grown so far in the growing node (created on the first slice, then updated in place);
+        returns the node, or None before the first slice."""
+        volume = pipeline.read_preview(request.preview) if request.preview else None
+        node = scene.GetNodeByID(request.live_node_id) if request.live_node_id else None
+        if volume is None:
+            return node
+        stamp = os.stat(os.path.join(request.preview, pipeline.PREVIEW_FILE)).st_mtime_ns
+        if node is not None and stamp == request.live_stamp:
+            return node
+        if node is None:
+            reference = results.input_node(scene, request.input_node_id,
+                                           getattr(request, "reference_name", "") or request.input_name)
+            node = mrml.volume_to_node(volume, scene, synthetic_name(f"{request.input_name} growing"),
+                                       reference=reference)
+            node.SetAttribute(LIVE_ATTRIBUTE, "1")
+            request.live_node_id = node.GetID()
+        else:
+            mrml.update_volume_node(node, volume)
+        request.live_stamp = stamp
+        return node
+
+    def end_live(self, request: Any, scene: Any) -> None:
+        """Remove the growing node and the live view's folder (idempotent)."""
+        node = scene.GetNodeByID(request.live_node_id) if (scene is not None and request.live_node_id) else None
+        if node is not None:
+            results.remove_result(scene, {"volume": node})
+        request.live_node_id = ""
+        if request.preview:
+            shutil.rmtree(request.preview, ignore_errors=True)
+
     # -- phase 3: main thread -----------------------------------------------------------------------------------
     def apply(self, request: Request, result: Any, scene: Any) -> dict[str, Any]:
         """Add the grown volume as a new node beside the input: ``{"volume": node, "partial": bool}``."""
         if scene is None:
             raise RadSynthError("There is no scene to add the result to.")
-        volume = result.volume
+        self.end_live(request, scene)
         partial = bool(result.settings.get("partial"))
-        if not volume.is_synthetic:
-            volume.mark_synthetic(f"{MODULE} {OPERATION}")
         name = synthetic_name(f"{request.input_name} grown" + (" (partial)" if partial else ""))
         reference = results.input_node(scene, request.input_node_id, request.input_name)
-        placement = results.Placement(scene, reference)
-        node = None
-        try:
-            node = mrml.volume_to_node(volume, scene, name, reference=reference)
-            node.SetAttribute(results.SOURCE_ATTRIBUTE, request.input_name)
-            if partial:
-                node.SetAttribute(PARTIAL_ATTRIBUTE, volume.metadata.get(PARTIAL_ATTRIBUTE, "1"))
-            placement.place(node)
-        except Exception:
-            results.remove_result(scene, {"volume": node})
-            raise
+        node = add_volume(scene, result, name, request.input_name, results.Placement(scene, reference), reference)
         return {"volume": node, "partial": partial}
 
     def run(self, params: CTGenerateParameters, progress: Optional[ProgressFn] = None,

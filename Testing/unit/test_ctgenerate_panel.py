@@ -44,7 +44,9 @@ def test_every_widget_the_code_uses_is_in_the_ui():
 
 
 @pytest.mark.parametrize("widget, param", [("seedSliceSpinBox", "seedSlice"), ("slicesSpinBox", "slices"),
-                                           ("kSpinBox", "k"), ("stepsSpinBox", "steps"), ("seedSpinBox", "seed")])
+                                           ("kSpinBox", "k"), ("stepsSpinBox", "steps"), ("seedSpinBox", "seed"),
+                                           ("organStartSpinBox", "organStart"), ("organSlicesSpinBox", "organSlices"),
+                                           ("organSeedSpinBox", "organSeed"), ("variantsSpinBox", "variants")])
 def test_spin_box_ranges_follow_the_declaration(widget, param):
     w, p = WIDGETS[widget], defaults.param(param)
     assert int(prop(w, "minimum")) == p.minimum and int(prop(w, "maximum")) == p.maximum
@@ -64,3 +66,11 @@ def test_combo_boxes_offer_the_declared_choices_default_first(widget, option):
 def test_check_boxes_start_at_the_declared_defaults():
     assert (prop(WIDGETS["icnetCheckBox"], "checked") == "true") == (SLICES.option("icnet").default == "on")
     assert defaults.param("icnet").default is True
+
+
+def test_guidance_box_follows_the_organs_declaration():
+    from radsynth.pipelines.generate.slices_ops import ORGANS
+
+    w, opt = WIDGETS["guidanceSpinBox"], ORGANS.option("guidance")
+    assert float(prop(w, "minimum")) == opt.min and float(prop(w, "maximum")) == opt.max
+    assert float(prop(w, "value")) == opt.default == defaults.param("guidance").default
