@@ -3,13 +3,17 @@
 CPU (always):
   1. a tiny MAISI-architecture generator (random weights): time and peak memory of one generation per size;
   2. decoding alone: time and peak memory against volume size, whole and tiled, beside the memory estimate.
-GPU (only when CUDA is present; ``--gpu``): MAISI networks of published size (NV-Generate-CT rflow-ct config,
+Demo model (``--demo [FOLDER]``; default the bundled demo-volume-ldm): one generation at its own grid (unguided and
+following the sample CT's automatic body/lung map), and its decoder's time and peak memory against volume size,
+whole and in windows.
+GPU (only when CUDA is present; ``--gpu``): the demo model at its grid, and MAISI networks of published size (NV-Generate-CT rflow-ct config,
 random weights) generating 256³ at 1.5 mm (30 RFlow steps, as published: 8 s on an A100 for the whole run),
 timed per stage with peak allocated memory beside the estimate.
 
 Each CPU measurement runs in a fresh child process so its peak resident memory (ru_maxrss) is its own.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmark_latent.py [--sizes 32 64 96] [--steps 10] [--gpu]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmark_latent.py --demo [FOLDER] --sizes 64 128 192 [--no-tiny]
 """
 
 from __future__ import annotations
@@ -50,6 +54,49 @@ def _tiny(device: str = "cpu", scale: str = "tiny"):
     return maisi.MaisiNetworks(nets["autoencoder"], nets["diffusion"], None, card, torch.device(device))
 
 
+def demo_child(task: str, size: int, steps: int, tile: int, folder: str, device: str = "cpu") -> dict:
+    """The demo model: "demo" one generation at its grid (steps; size 1 = follow lung2's automatic map), or
+    "demo-decode" its decoder on a random latent of a size³ volume (tile > 0: windows of tile³ latent voxels)."""
+    import torch
+
+    from radsynth.pipelines.generate import latent
+    from radsynth.pipelines.generate import whole_volume as wv
+
+    torch.set_flush_denormal(True)
+    t_load = time.perf_counter()
+    model = wv.load(folder or None, device)
+    load_s = time.perf_counter() - t_load
+    seg = None
+    base = _rss_mib()            # before the automatic map: its peak counts for a guided run
+    if task == "demo" and size == 1:
+        from radsynth.pipelines.inpaint.auto_map import auto_map
+        from radsynth.sample_data import sample_path
+        from radsynth.volume import read_volume
+        seg = auto_map(read_volume(sample_path("lung2", "image"))).map
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    if task == "demo":
+        result = wv.generate(model, steps=steps, seed=0, segmentation=seg)
+        seconds = dict(result.timings)
+        what = {"size": result.settings["size"], "spacing_mm": result.settings["spacing_mm"],
+                "follows_maps": result.settings["follows_maps"],
+                "hu_mean": round(float(result.volume.array.mean()), 1)}
+    else:
+        f = model.card["latent"]["downsample"]
+        z = torch.randn(1, model.card["latent"]["channels"], *(size // f,) * 3)
+        latent.decode_latent(model, z, tile=None if tile <= 0 else (tile,) * 3, overlap=0.4)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = {"decoding": time.perf_counter() - t}
+        what = {"size": [size] * 3, "tile": tile or None}
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 20) if cuda else _rss_mib() - base
+    return {"task": task, **what, "load_s": round(load_s, 2), "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "steps": steps, ("peak_allocated_mib" if cuda else "peak_extra_mib"): round(peak, 1)}
+
+
 def child(task: str, size: int, steps: int, tile: int) -> dict:
     import torch
 
@@ -81,8 +128,9 @@ def child(task: str, size: int, steps: int, tile: int) -> dict:
                              "total_with_overhead": round(est.device_total / 2 ** 20, 1)}}
 
 
-def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+def run_child(task: str, size: str, steps: str, tile: str, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", task, size, steps, tile, *extra],
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -137,12 +185,41 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--gpu", action="store_true", help="run the GPU section (needs CUDA)")
     ap.add_argument("--gpu-size", type=int, default=256)
+    ap.add_argument("--demo", nargs="?", const="", default=None, metavar="FOLDER",
+                    help="benchmark the demo model (default the bundled one) or the volume-ldm model in FOLDER")
+    ap.add_argument("--demo-steps", type=int, nargs="+", default=[5, 20])
+    ap.add_argument("--no-tiny", action="store_true", help="skip the random tiny-network section")
+    ap.add_argument("--model-folder", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         task, size, steps, tile = args.child
-        print(json.dumps(child(task, int(size), int(steps), int(tile))))
+        if task.startswith("demo"):
+            print(json.dumps(demo_child(task, int(size), int(steps), int(tile), args.model_folder)))
+        else:
+            print(json.dumps(child(task, int(size), int(steps), int(tile))))
         return
     import torch
+    if args.demo is not None:
+        extra = ["--model-folder", args.demo]
+        print(f"Demo model ({args.demo or 'bundled demo-volume-ldm'}), CPU, {torch.get_num_threads()} threads:")
+        for steps in args.demo_steps:
+            for follow in (0, 1):
+                r = run_child("demo", str(follow), str(steps), "0", *extra)
+                print(f"  generate, {steps} RFlow steps, {'following lung2 map' if follow else 'unguided'}: {r}")
+        for size in args.sizes:
+            for tile in (0, 8) if size // 4 > 8 else (0,):
+                r = run_child("demo-decode", str(size), "0", str(tile), *extra)
+                print(f"  decode {size}³ {'whole' if tile == 0 else f'in {tile}³-latent windows'}: {r}")
+        if args.gpu and torch.cuda.is_available():
+            for steps in args.demo_steps:
+                print(f"  GPU generate {steps} steps:", json.dumps(demo_child("demo", 0, steps, 0, args.demo, "cuda")))
+            for size in (*args.sizes, 256):
+                print(f"  GPU decode {size}³ whole:", json.dumps(demo_child("demo-decode", size, 0, 0, args.demo,
+                                                                             "cuda")))
+        if args.no_tiny:
+            if args.gpu:
+                gpu(args.gpu_size, 30)
+            return
     print(f"CPU: torch {torch.__version__}, {torch.get_num_threads()} threads; tiny MAISI-architecture networks "
           "(random weights)")
     for size in args.sizes:

@@ -77,8 +77,22 @@ def _icnet(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
     return forward, f"one calibration of a {size}^2 slice"
 
 
+def _volume_ldm(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
+    card = loaded.card
+    f = card["latent"]["downsample"]
+    latent = [s // f for s in card["grid"]["default_size"]]
+    extra = len((card["conditioning"].get("mask_channels") or {}).get("labels") or ())
+    x = torch.zeros((1, card["latent"]["channels"] + extra, *latent), device=device)
+    t = torch.tensor([500.0], device=device)
+
+    def forward() -> None:
+        loaded.diffusion(x=x, timesteps=t)
+    return forward, (f"one diffusion UNet step on the {'x'.join(map(str, latent))} latent (a volume costs "
+                     f"{card['sampling']['default_steps']} steps and one decode)")
+
+
 PROBES = {"vqgan": _vqgan, "bbdm-texture": _bbdm, "shape-gan": _shape, "slice-score": _slice_score,
-          "icnet": _icnet}
+          "icnet": _icnet, "volume-ldm": _volume_ldm}
 
 
 def measure(kind: str, folder, device: torch.device, repeats: int) -> tuple[float, str]:
@@ -102,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dry-run", action="store_true", help="print the timings without writing the cards")
+    parser.add_argument("--only", nargs="*", default=None, help="measure only these bundled models (names)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     cpu = torch.device("cpu")
@@ -110,6 +125,8 @@ def main() -> None:
                f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     for model in models.installed():
         if model.source != "bundled" or model.card["kind"] not in PROBES:
+            continue
+        if args.only is not None and model.name not in args.only:
             continue
         kind = model.card["kind"]
         cpu_s, what = measure(kind, model.folder, cpu, args.repeats)
