@@ -93,13 +93,15 @@ def test_requests_beyond_the_training_tumours_are_named(model):
 
 
 def test_only_moved_sliders_that_the_model_does_not_follow_are_named():
-    card = {SLIDER_EVALUATION: {"texture": {"mean": {"spearman": 1.0, "slope": 0.48},
+    card = {SLIDER_EVALUATION: {"texture": {"mean": {"spearman": 1.0, "slope": 0.62},
                                             "contrast": {"spearman": -0.34, "slope": -0.42},
                                             "p90": {"spearman": 0.9, "slope": 0.05}}}}
     # the panel sends every slider, rounded to its precision: only real moves count
     changed = moved(SOURCE, {"mean": 20.1, "p90": 75.0, "contrast": 12.04})
     assert changed == ["p90"]
     assert list(unfollowed(card, changed)) == ["p90"]            # monotone but a twentieth of the request
+    assert list(unfollowed({SLIDER_EVALUATION: {"texture": {"mean": {"spearman": 1.0, "slope": 0.48}}}},
+                           ["mean"])) == ["mean"]                # below the part-3 target of half the request
     assert list(unfollowed(card, ["mean", "contrast"])) == ["contrast"]
     assert unfollowed({}, ["contrast"]) == {}                    # nothing recorded, nothing claimed
     assert unfollowed({SLIDER_EVALUATION: {"texture": {"contrast": {"slope": "?"}}}}, ["contrast"]) == {}

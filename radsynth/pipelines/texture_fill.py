@@ -60,10 +60,30 @@ def outside_training(normalizer: FeatureNormalizer, gaussian: Optional[Gaussian]
 
 
 #: a slider "follows" when, over the sweep recorded in the model card (``radsynth evaluate sliders --record``), the
-#: achieved value rises with the request (Spearman) by at least this fraction of the requested change (slope)
-FOLLOWS_SPEARMAN, FOLLOWS_SLOPE = 0.8, 0.2
+#: achieved value rises with the request (Spearman) by at least this fraction of the requested change (slope), over
+#: the whole lesion and, where the record has it, over its interior (TumorSynth part 3's targets)
+FOLLOWS_SPEARMAN, FOLLOWS_SLOPE = 0.9, 0.5
 #: model card key of the recorded slider sweep
 SLIDER_EVALUATION = "slider_evaluation"
+FOLLOWED, NOT_FOLLOWED = "followed", "not followed"
+
+
+def _judged(response) -> bool:
+    return isinstance(response, Mapping) and all(isinstance(response.get(k), (int, float))
+                                                 for k in ("spearman", "slope"))
+
+
+def follows(response: Mapping) -> bool:
+    """Whether one slider's recorded response meets the thresholds, whole lesion and (when recorded) interior."""
+    pairs = [("spearman", "slope")]
+    if all(isinstance(response.get(k), (int, float)) for k in ("interior_spearman", "interior_slope")):
+        pairs.append(("interior_spearman", "interior_slope"))
+    return all(response[r] >= FOLLOWS_SPEARMAN and response[s] >= FOLLOWS_SLOPE for r, s in pairs)
+
+
+def verdict(response: Mapping) -> str:
+    """The word stored beside a recorded slider response (``evaluate sliders --record``)."""
+    return FOLLOWED if follows(response) else NOT_FOLLOWED
 
 
 def unfollowed(card: Mapping, features) -> dict[str, dict]:
@@ -71,9 +91,8 @@ def unfollowed(card: Mapping, features) -> dict[str, dict]:
     Empty when the card records no sweep (nothing measured, nothing claimed)."""
     response = card.get(SLIDER_EVALUATION, {})
     response = response.get("texture", {}) if isinstance(response, Mapping) else {}
-    judged = {f: response[f] for f in features if isinstance(response.get(f), Mapping)
-              and all(isinstance(response[f].get(k), (int, float)) for k in ("spearman", "slope"))}
-    return {f: r for f, r in judged.items() if not (r["spearman"] >= FOLLOWS_SPEARMAN and r["slope"] >= FOLLOWS_SLOPE)}
+    judged = {f: response[f] for f in features if _judged(response.get(f))}
+    return {f: r for f, r in judged.items() if not follows(r)}
 
 
 def moved(source: Mapping[str, float], overrides: Optional[Mapping[str, float]]) -> list[str]:

@@ -24,6 +24,7 @@ from ..region import Region, blend_weight, check_mask_fits, extract, paste
 from ..result import Result, feature_table
 from ..samplers.bridge import sample_bridge
 from ..samplers.guidance import classifier_free
+from .. import texture_detail as td
 from ..texture_prior import MEAN_SD_CONTRAST, with_prior
 from ..volume import Volume, check_ct, mask_on_grid
 from .loading import TumorModels, load_models
@@ -37,7 +38,7 @@ FEATHER_MM = 3.0
 #: room kept around any mask inside the model's box, whatever the operation
 REACH_MM = max(MARGIN_MM.values()) + FEATHER_MM
 STAGE_WEIGHTS = {"load": 1.0, "crop": 0.5, "encode": 0.5, "sample": 8.0, "decode": 0.5, "paste": 0.5,
-                 "radiomics": 1.0}
+                 "detail": 0.2, "radiomics": 1.0}
 
 
 class _Timer:
@@ -101,6 +102,18 @@ def _generate(models: TumorModels, region: Region, features: Optional[Mapping[st
     return np.where(gen_mask > 0, out, region.image)
 
 
+def fine_texture(models: TumorModels, pasted: Volume, mask: np.ndarray, features: Mapping[str, float],
+                 margin_mm: float, seed: int) -> tuple[Volume, Optional[dict]]:
+    """(volume, what was rendered): the pasted synthesis with the lesion's level and fine texture set from the
+    request on the image's own grid (``radsynth.texture_detail``); unchanged, with None, for a model card without
+    the stage's calibration."""
+    cal = td.calibration_from_card(models.texture_card)
+    if cal is None:
+        return pasted, None
+    params = td.detail_params(features, cal)
+    return td.apply(pasted, mask, params, margin_mm, seed), {k: round(v, 3) for k, v in params._asdict().items()}
+
+
 def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorModels],
          condition_features: Optional[Mapping[str, float]], guidance: float, steps: Optional[int],
          eta: Optional[float], seed: int, progress: Optional[ProgressFn],
@@ -127,6 +140,10 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     generated = _generate(models, region, condition_features, guidance, steps, eta, seed, margin, timer)
     with timer("paste"):
         out = paste(image, region, generated, on_grid, margin_mm=margin, feather_mm=FEATHER_MM)
+    detail = None
+    if condition_features is not None:
+        with timer("detail"):
+            out, detail = fine_texture(models, out, on_grid, condition_features, margin, seed)
     rows = None
     if condition_features is not None:
         with timer("radiomics"):
@@ -141,7 +158,7 @@ def _run(operation: str, image: Volume, mask: Volume, models: Optional[TumorMode
     if condition_features is not None:
         settings.update(texture_overrides=dict(overrides or {}), texture_fill=fill_method,
                         texture_outside_training=outside_training(models.normalizer, models.gaussian, overrides),
-                        texture_unfollowed=unfollowed(models.texture_card, changed))
+                        texture_unfollowed=unfollowed(models.texture_card, changed), texture_detail=detail)
     out.mark_synthetic(f"radsynth tumor {operation} ({', '.join(f'{k} {v}' for k, v in models.versions.items())})")
     return Result(operation, out, image.label_like(on_grid), {"features": rows} if rows is not None else {},
                   timer.times, models.versions, settings, texture_warnings(settings))
