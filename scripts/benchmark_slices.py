@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Seconds per slice of ``generate slices`` with the bundled demo model: the fast sampler (DPM-Solver++(2M), 39
 evaluations) against the thesis's predictor-corrector (1000 levels, 1999 evaluations), IC-Net on, seeded from the
-lung1 sample CT; plus a coronal montage of a grown volume (PNG) to look at.
+lung1 sample CT; ``generate organs`` with the demo organ model on lung1's automatic map (fast, guidance 1 and 2),
+and how well the generated slices follow the map (mean HU inside the map's lungs vs its body, the real CT's
+beside); plus a coronal montage of a grown volume (PNG) to look at.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmark_slices.py [--fast-slices 8] [--pc-slices 1] [--png out.png]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmark_slices.py [--fast-slices 8] [--pc-slices 1]
+        [--organ-slices 8] [--png out.png]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main() -> None:
     ap.add_argument("--pc-slices", type=int, default=1)
     ap.add_argument("--pc-steps", type=int, default=1000)
     ap.add_argument("--seed-slice", type=int, default=20)
+    ap.add_argument("--organ-slices", type=int, default=8, help="0: skip generate organs")
     ap.add_argument("--png", default=None, help="write a coronal montage of the fast run here")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
@@ -44,9 +48,37 @@ def main() -> None:
                              steps=args.pc_steps)
         rows["pc"] = {"evaluations_per_slice": pc.settings["evaluations_per_slice"],
                       "s_per_slice": round(pc.timings["per_slice"], 3), "slices": args.pc_slices}
+    if args.organ_slices:
+        rows["organs"] = organs(ct, icnet, args.organ_slices, args.seed_slice)
     print(json.dumps(rows, indent=2))
     if args.png:
         montage(ct, fast.volume, fast.settings, args.png)
+
+
+def organs(ct, icnet, slices: int, start: int) -> dict:
+    """Seconds per slice of ``generate organs`` and the mean HU of the generated slices in the map's regions."""
+    from radsynth.pipelines.generate.organs import generate_organs
+    from radsynth.pipelines.inpaint import labels
+    from radsynth.pipelines.inpaint.auto_map import auto_map
+
+    label_map = auto_map(ct).map
+    net = models.load("organ-score", device="cpu")
+    out = {"model": f"{net.card['name']} {net.card['version']}", "slices": slices, "start": start}
+    region = label_map.array[start:start + slices]
+    lungs, body = np.isin(region, (labels.LEFT_LUNG, labels.RIGHT_LUNG)), region == labels.BODY
+    real = ct.array[start:start + slices].astype(float)
+    out["real_mean_hu"] = {"lungs": round(float(real[lungs].mean()), 1), "body": round(float(real[body].mean()), 1)}
+    for guidance in (1.0, 2.0):
+        res = generate_organs(label_map, net, icnet, start=start, slices=slices, guidance=guidance)
+        hu = res.volume.array.astype(float)
+        out[f"guidance_{guidance:g}"] = {"evaluations_per_slice": res.settings["evaluations_per_slice"],
+                                         "s_per_slice": round(res.timings["per_slice"], 3),
+                                         "mean_hu": {"lungs": round(float(hu[lungs].mean()), 1),
+                                                     "body": round(float(hu[body].mean()), 1)}}
+    unguided = generate_organs(label_map, net, icnet, start=start, slices=slices, guidance=0.0)
+    hu = unguided.volume.array.astype(float)
+    out["unguided_mean_hu"] = {"lungs": round(float(hu[lungs].mean()), 1), "body": round(float(hu[body].mean()), 1)}
+    return out
 
 
 def montage(ct, grown, settings, path: str) -> None:

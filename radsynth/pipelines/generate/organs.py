@@ -240,6 +240,18 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
     return Result("organs", volume, None, {}, timings, models, settings, warnings)
 
 
+def generate(organ_map: Volume, *, model_dir: Optional[str] = None, icnet: bool = True, device: str = "cpu",
+             **options: Any):
+    """Python API: :func:`generate_organs` with the organ model of ``model_dir`` (default: the bundled demo
+    model) and the bundled IC-Net (``icnet=False``: none); ``options`` as :func:`generate_organs` takes them."""
+    from ...models import load
+    from .slices_ops import ICNET_MODEL, ORGAN_MODEL
+
+    net = load(ORGAN_MODEL, model_dir, device=device)
+    calibrator_net = load(ICNET_MODEL, None, device=device) if icnet else None
+    return generate_organs(organ_map, net, calibrator_net, **options)
+
+
 def run(ctx: Any, image: Volume, mask: Optional[Volume], **options: Any):
     """The registered run function of ``generate organs`` (declared in ``slices_ops``): the given organ map, or
     the image's automatic map when none is given."""

@@ -313,7 +313,9 @@ class LivePreview:
         self.writes = 0
 
     def __call__(self, position: int, new) -> None:
-        from ...volume import write_volume
+        import os
+
+        import SimpleITK as sitk
 
         hu = self.to_hu(new[:1].clamp(-1, 1)).cpu().numpy()
         rows, columns = self.grid.shape[1:]
@@ -327,7 +329,10 @@ class LivePreview:
         out = np.clip(np.rint(stack[::-1] if flipped else stack), -32768, 32767).astype(np.int16)
         volume = Volume(np.ascontiguousarray(out), origin, tuple(self.grid.spacing), tuple(self.grid.direction))
         volume.mark_synthetic(f"{self.label}, {len(self.planes)} slices so far")
-        write_volume(volume, self.path)
+        # uncompressed: rewritten after every slice (16 slices of 512^2: 0.06 s here, 1.3 s compressed)
+        tmp = self.path.with_name("growing.partial.nrrd")
+        sitk.WriteImage(volume.to_sitk(), str(tmp), False)
+        os.replace(tmp, self.path)      # atomic: a reader sees the previous volume or this one
         self.writes += 1
 
 
