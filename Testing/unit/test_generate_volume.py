@@ -203,3 +203,45 @@ def test_the_registered_operation_runs_without_an_image(folder):
         result = runner("volume", None, None, model=str(folder), steps=2, seed=4, segmentation=_segmentation())
     assert result.volume.is_synthetic and result.settings["follows_maps"] is True
     assert result.volume.shape == (32, 32, 32)
+
+
+def test_a_maisi_controlnet_model_follows_a_totalsegmentator_segmentation(tmp_path):
+    """The MAISI path: a tiny MAISI rflow-ct model with a ControlNet, converted with a label_dict; segment names
+    are mapped onto its labels and the label map drives the ControlNet every step."""
+    from radsynth.nets import maisi
+    from radsynth.nets import maisi_config as mc
+
+    config = mc.example_config("tiny")
+    arch = mc.parse_network_config(config)
+    torch.manual_seed(0)
+    nets = {p: maisi.build_network(p, arch[mc.PARTS[p][0]]) for p in ("autoencoder", "diffusion", "controlnet")}
+    paths = maisi.save_checkpoints(tmp_path / "published", nets, 1.0)
+    grid = dict(mc.MAISI_CT_GRID, size_choices=None, min_fov_mm=None, spacing_range_mm=[[0.5, 10]] * 3,
+                default_size=[32, 32, 32], default_spacing_mm=[8.0, 8.0, 8.0])
+    maisi.convert(config, paths["autoencoder"], paths["diffusion"], tmp_path / "m", name="tiny-maisi",
+                  controlnet=paths["controlnet"], grid=grid,
+                  label_dict={"liver": 1, "left kidney": 14, "body": 200}, required_labels=("body",))
+    model = wv.load(str(tmp_path / "m"), "cpu")
+    calls = []
+    inner = model.controlnet
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, timesteps, controlnet_cond, **kw):
+            calls.append(controlnet_cond.detach().clone())
+            return inner(x=x, timesteps=timesteps, controlnet_cond=controlnet_cond, **kw)
+
+    spied = dataclasses.replace(model, controlnet=Spy())
+    a = np.zeros((20, 20, 20), np.uint8)
+    a[2:18, 2:18, 2:18] = 1
+    a[5:10, 5:10, 5:10] = 2
+    seg = Volume(a, (0.0, 0.0, 0.0), (10.0, 10.0, 10.0), IDENTITY)
+    names = {"1": "body", "2": "kidney_left"}
+    result = wv.generate(spied, steps=2, body_region=None, segmentation=seg, segment_names=names)
+    assert len(calls) == 2 and calls[0].shape == (1, 8, 32, 32, 32)
+    planes = calls[0][0].to(torch.int64)
+    values = sum(planes[b] << b for b in range(8))
+    assert set(torch.unique(values).tolist()) == {0, 14, 200}
+    assert result.settings["follows_labels"] is True and result.settings["segments_mapped"] == {
+        "body": [1], "left kidney": [2]}
+    with pytest.raises(InvalidMaskError, match="needs a body"):
+        wv.generate(spied, steps=2, segmentation=seg, segment_names={"1": "liver", "2": "kidney_left"})

@@ -233,14 +233,18 @@ def convert(config: Path | str | Mapping[str, Any], autoencoder: Path | str, dif
             scale_factor: Optional[float] = None, title: str = "", licence: str = "",
             grid: Optional[Mapping[str, Any]] = None, intensity: Optional[Mapping[str, Any]] = None,
             modality: int = 1, default_steps: Optional[int] = None, decode_tile: Optional[list[int]] = None,
-            decode_overlap: float = 0.4, demo: bool = False, extra: Optional[Mapping[str, Any]] = None) -> dict:
+            decode_overlap: float = 0.4, demo: bool = False, extra: Optional[Mapping[str, Any]] = None,
+            label_dict: Path | str | Mapping[str, int] | None = None, required_labels: tuple[str, ...] = ()) -> dict:
     """Write ``out`` (a new folder: weights.safetensors + card.json with sha256) from a MAISI network config and the
     networks' weight files; returns the card. ``radsynth models add OUT`` then installs it.
 
     ``scale_factor`` defaults to the one stored in the diffusion checkpoint (MAISI keeps it there). ``grid`` and
     ``intensity`` default to NV-Generate-CT's CT limits. A ControlNet checkpoint that lacks weights the diffusion
     UNet has under the same names gets them from the UNet, as NV-Generate-CTMR's loader does
-    (``copy_model_state``); the card counts how many. Nothing is written unless every check passes.
+    (``copy_model_state``); the card counts how many. ``label_dict`` (the published label_dict.json, organ name ->
+    label value, or the dict) goes into the card so that ``generate volume`` can map a segmentation's segment names
+    onto the ControlNet's labels; ``required_labels`` are those a segmentation must provide. Nothing is written
+    unless every check passes.
     """
     out = Path(out)
     if out.exists():
@@ -304,9 +308,33 @@ def convert(config: Path | str | Mapping[str, Any], autoencoder: Path | str, dif
     }
     if not isinstance(config, Mapping):
         card["source"]["config"] = {"file": Path(config).name, "sha256": models.sha256_file(Path(config))}
+    if label_dict is not None:
+        table = label_dict if isinstance(label_dict, Mapping) else _read_label_dict(Path(label_dict))
+        if "controlnet" not in files:
+            raise ModelError("A label_dict was given but no ControlNet: only a ControlNet follows organ labels.")
+        card["label_dict"] = {str(k): int(v) for k, v in table.items()}
+        missing = [r for r in required_labels if r not in card["label_dict"]]
+        if missing:
+            raise ModelError(f"The required label(s) {', '.join(missing)} are not in the label_dict.")
+        card["conditioning"]["required_labels"] = list(required_labels)
+        if isinstance(label_dict, (str, Path)):
+            card["source"]["label_dict"] = {"file": Path(label_dict).name,
+                                            "sha256": models.sha256_file(Path(label_dict))}
     card.update(dict(extra or {}))
     _write_folder(out, {f"{part}.{k}": v for part, state in states.items() for k, v in state.items()}, card)
     return models.read_card(out)
+
+
+def _read_label_dict(path: Path) -> dict[str, int]:
+    import json
+
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"Could not read the label_dict {path} ({exc}).") from None
+    if not isinstance(table, dict) or not all(isinstance(v, int) and 0 <= v < 256 for v in table.values()):
+        raise ModelError(f"The label_dict {path} must map organ names to label values 0-255.")
+    return table
 
 
 def _write_folder(out: Path, state: dict[str, torch.Tensor], card: dict) -> None:
