@@ -96,6 +96,17 @@ def test_fill_keeps_every_voxel_beyond_the_blend_band(tmp_path, files):
     assert settings["steps"] == 2 and settings["seed"] == 3 and settings["method"] == "mask-conditioned DDIM"
 
 
+def test_without_margin_and_feather_only_the_mask_changes(tmp_path, files):
+    paths, models, ct, tumour = files
+    out = tmp_path / "filled.nrrd"
+    r = radsynth("inpaint", "fill", "--image", paths["ct"], "--mask", paths["tumour"], "--models", models["palette"],
+                 "--steps", 2, "--margin-mm", 0, "--feather-mm", 0, "--out", out)
+    assert r.exit_code == 0, r.output
+    a, region = read_volume(out).array, tumour.array > 0
+    np.testing.assert_array_equal(a[~region], ct.array[~region])      # every voxel outside the mask, bit for bit
+    assert (a[region] != ct.array[region]).mean() > 0.9
+
+
 def test_render_map_gets_the_labels_not_a_binary_mask(tmp_path, files):
     """The default region is the map's nodules: a binarised map would have none (and be refused)."""
     paths, models, ct, tumour = files
