@@ -6,9 +6,9 @@ CPU (always):
 Demo model (``--demo [FOLDER]``; default the bundled demo-volume-ldm): one generation at its own grid (unguided and
 following the sample CT's automatic body/lung map), and its decoder's time and peak memory against volume size,
 whole and in windows.
-GPU (only when CUDA is present; ``--gpu``): the demo model at its grid, and MAISI networks of published size (NV-Generate-CT rflow-ct config,
-random weights) generating 256³ at 1.5 mm (30 RFlow steps, as published: 8 s on an A100 for the whole run),
-timed per stage with peak allocated memory beside the estimate.
+GPU (only when CUDA is present; ``--gpu``): the demo model at its grid, and MAISI networks of published size
+(NV-Generate-CT rflow-ct config, random weights) generating 256³ at 1.5 mm (30 RFlow steps, as published: 8 s on
+an A100 for the whole run), timed per stage with peak allocated memory beside the estimate.
 
 Each CPU measurement runs in a fresh child process so its peak resident memory (ru_maxrss) is its own.
 

@@ -1,9 +1,9 @@
 """Train a whole-volume latent diffusion CT generator (CTGenerate "Whole volume"): autoencoder, then diffusion.
 
 The networks are MONAI's MAISI networks (``AutoencoderKlMaisi``, ``DiffusionModelUNetMaisi``) at the channel counts of
-``--scale`` (``demo``: small enough for one CPU thread), so the result is an ordinary MAISI-family model folder
-(kind ``volume-ldm``, built like ``maisi-rflow-ct``) that ``radsynth generate volume`` and :mod:`radsynth.pipelines.generate.latent` run like a
-converted NV-Generate-CT checkpoint. Two differences from MAISI, both recorded in the card:
+``--scale`` (``demo``: small enough for one CPU thread), so the result is a MAISI-family model folder (kind
+``volume-ldm``, built like ``maisi-rflow-ct``) that ``radsynth generate volume`` and
+:mod:`radsynth.pipelines.generate.latent` run like a converted NV-Generate-CT checkpoint. Two differences from MAISI, both recorded in the card:
 
 * **Mask conditioning as input channels.** The diffusion UNet takes the latent plus a body and a lung map
   (fractions of each latent voxel, from :func:`radsynth.pipelines.inpaint.auto_map.auto_map` of the training CT);
@@ -296,7 +296,8 @@ def train_stage(name: str, net: torch.nn.Module, loss_fn: Callable[[torch.nn.Mod
     spent += time.perf_counter() - t0
     save()
     result = {"steps": step, "steps_this_run": step - start_step, "seconds": round(spent, 1), "batch": batch * world,
-              "lr": lr, "ema_decay": ema_decay, "final_loss": round(float(np.mean(losses[-50:])), 6) if losses else None,
+              "lr": lr, "ema_decay": ema_decay,
+              "final_loss": round(float(np.mean(losses[-50:])), 6) if losses else None,
               "ranks": world, "device": str(device)}
     return ema.module.eval(), result
 
@@ -461,7 +462,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     sched_spec = mc.scheduler_spec(arch["noise_scheduler"])
     scheduler = make_scheduler(sched_spec, "rflow")
     unet = build_network("diffusion", parsed["diffusion_unet_def"], "cpu")
-    gen = torch.Generator().manual_seed(args.seed + rank)
+    # a resumed run draws new noise and timesteps, not the ones of the steps already done
+    ckpt = work / "diffusion.ckpt"
+    done = (int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+            if args.resume and ckpt.is_file() else 0)
+    gen = torch.Generator().manual_seed(args.seed + rank + 7919 * done)
+    torch.manual_seed(args.seed + rank + 7919 * done)
     latent_size = [s // f for s in args.size]
     diff_data = CropDataset(latents, latent_size, length=max(64, 32 * len(cases)), seed=args.seed)
     unet, diff_log = train_stage(
@@ -472,7 +478,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if rank != 0:
         return
     demo = args.data is None
-    training = {"autoencoder": ae_log, "diffusion": diff_log, "scale_factor_from": "1/std of the encoded training boxes",
+    training = {"autoencoder": ae_log, "diffusion": diff_log,
+                "scale_factor_from": "1/std of the encoded training boxes",
                 "data": {"volumes": [Path(p).name for p in paths],
                          "source": "pyradiomics sample CTs lung1, lung2" if demo else str(args.data)},
                 "script": "scripts/train_volume_demo.sh", "seed": args.seed,

@@ -132,8 +132,8 @@ def map_segments(values: Sequence[int], names: Optional[Mapping[Any, str]], card
     missing = [r for r in required if r not in out.direct]
     if missing:
         raise InvalidMaskError(f"The model {card.get('name')} needs a {' and a '.join(missing)} segment to follow a "
-                               f"segmentation, which has only: {', '.join(named.values())}. Add one (TotalSegmentator's "
-                               "'body' task, or the automatic map) and try again.")
+                               f"segmentation, which has only: {', '.join(named.values())}. Add one "
+                               "(TotalSegmentator's 'body' task, or the automatic map) and try again.")
     if out.unmapped:
         out.notes.append(f"No label of {card.get('name')} for: {', '.join(out.unmapped)}; ignored.")
     return out
