@@ -133,10 +133,11 @@ def fid(real: np.ndarray, generated: np.ndarray, ridge: float = 1e-6) -> float:
 
 
 def fid_planes(net, real: Sequence[tuple[np.ndarray, np.ndarray]], generated: Sequence[tuple[np.ndarray, np.ndarray]],
-               window: Sequence[float] = WHOLE_RANGE, stride: int = 4) -> dict[str, dict]:
-    """{plane: {fid, images_real, images_generated}} from (volume HU, body mask) pairs, axial/coronal/sagittal."""
+               window: Sequence[float] = WHOLE_RANGE, stride: int = 4, planes: Sequence[str] = PLANES
+               ) -> dict[str, dict]:
+    """{plane: {fid, images_real, images_generated}} from (volume HU, body mask) pairs, for each of ``planes``."""
     out = {}
-    for plane in PLANES:
+    for plane in planes:
         feats = []
         for group in (real, generated):
             imgs = [plane_images(v, b, plane, stride) for v, b in group]

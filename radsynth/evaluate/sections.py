@@ -23,11 +23,17 @@ class Evaluation:
     draw: Callable[[Path], Path]
 
 
+def crop(volume: Volume, box: Sequence[slice]) -> Volume:
+    """``volume[box]`` ((k, j, i) slices with non-negative starts) as a Volume in the same place."""
+    start = np.array([[b.indices(n)[0] for b, n in zip(box, volume.shape)]])
+    origin = tuple(float(v) for v in volume.index_to_physical(start)[0])
+    return Volume(np.ascontiguousarray(volume.array[tuple(box)]), origin, tuple(volume.spacing),
+                  tuple(volume.direction), dict(volume.metadata))
+
+
 def crop_slices(volume: Volume, start: int, stop: int) -> Volume:
     """Slices ``start:stop`` of ``volume`` as a Volume in the same place."""
-    origin = tuple(float(v) for v in volume.index_to_physical(np.array([[start, 0, 0]]))[0])
-    return Volume(np.ascontiguousarray(volume.array[start:stop]), origin, tuple(volume.spacing),
-                  tuple(volume.direction), dict(volume.metadata))
+    return crop(volume, (slice(start, stop), slice(None), slice(None)))
 
 
 def hu_section(real: Mapping[str, Sequence[np.ndarray]], generated: Mapping[str, Sequence[np.ndarray]]) -> dict:
@@ -64,7 +70,8 @@ def radiomics_section(real: Mapping[str, Sequence[np.ndarray]], generated: Mappi
 
 
 def fid_section(weights: Optional[Path], real: Sequence[tuple[np.ndarray, np.ndarray]],
-                generated: Sequence[tuple[np.ndarray, np.ndarray]], log: Log = lambda s: None) -> dict:
+                generated: Sequence[tuple[np.ndarray, np.ndarray]], log: Log = lambda s: None,
+                planes: Sequence[str] = ("axial", "coronal", "sagittal")) -> dict:
     """FID-Ax/Cor/Sag from (HU volume, body mask) pairs, or {"fid": None, "note": why not}."""
     from .fid import fid_planes, fid_unavailable, load_inception
 
@@ -73,7 +80,7 @@ def fid_section(weights: Optional[Path], real: Sequence[tuple[np.ndarray, np.nda
         log(why)
         return {"computed": False, "note": why}
     net = load_inception(Path(weights))
-    return {"computed": True, "weights": str(weights), "planes": fid_planes(net, real, generated)}
+    return {"computed": True, "weights": str(weights), "planes": fid_planes(net, real, generated, planes=planes)}
 
 
 def flat(values: Mapping[str, dict], key: str) -> dict[str, float]:
