@@ -95,6 +95,8 @@ class _Server:
                 self._tokens.pop(rid, None)
 
     def _run(self, rid: str, op: str, params: dict, token: CancelToken) -> None:
+        if _warming is not None:
+            _warming.join()
         operation = registry.get(op)   # an unknown operation is refused before any file is read
         volume_options = operation.volume_options
         missing = [k for k in (("image", "out") if operation.needs_image else ("out",)) if not params.get(k)]
@@ -152,6 +154,11 @@ def _labelled_paths(volumes: dict) -> list[str]:
     return [p for v in volumes.values() if v for p in (v if isinstance(v, list) else [v])]
 
 
+#: the start-up import thread; a request waits for it, since two threads importing the same modules (MONAI's)
+#: at once can fail with Python's import-lock _DeadlockError
+_warming: Optional[threading.Thread] = None
+
+
 def _warm_up() -> None:
     try:
         from ..pipelines import tumor  # noqa: F401
@@ -166,7 +173,9 @@ def main() -> None:
     sys.stdout = sys.stderr
     server = _Server(events)
     # Importing torch and the pipeline takes seconds; do it while the host is still preparing its first request.
-    threading.Thread(target=_warm_up, daemon=True, name="radsynth-warm-up").start()
+    global _warming
+    _warming = threading.Thread(target=_warm_up, daemon=True, name="radsynth-warm-up")
+    _warming.start()
     stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
     threading.Thread(target=server.read_loop, args=(stdin,), daemon=True, name="radsynth-stdin").start()
     server.serve()
