@@ -37,6 +37,7 @@ CASES = ("lung1", "lung2")
 #: seed slice per case: mid-chest, lungs and mediastinum in the slice (both CTs have 5 mm slices)
 SEED_SLICES = {"lung1": 24, "lung2": 28}
 CONFIGS = ("icnet_on", "icnet_off")
+CONTINUITY_KEYS = ("voxel_jump_hu", "stripe_hu", "grown_only_voxel_jump_hu", "grown_only_stripe_hu")
 
 
 def _model_grid(volume: Volume, card: dict) -> Volume:
@@ -49,9 +50,17 @@ def _model_grid(volume: Volume, card: dict) -> Volume:
     return Volume(planes, (0.0, 0.0, 0.0), (mm, mm, float(volume.spacing[2])), (1, 0, 0, 0, 1, 0, 0, 0, 1))
 
 
-def _continuity(model_grid: Volume, window: Optional[tuple[float, float]]) -> dict:
+def _continuity(model_grid: Volume, window: Optional[tuple[float, float]], grown: Sequence[int]) -> dict:
+    """Continuity of seed + grown slices, and of the grown slices alone (``grown_only``: the seed → first grown
+    step left out) when there are at least three."""
     from ..anatomy import body_mask
-    return D.continuity(model_grid.array, body_mask(model_grid), window)
+    body = body_mask(model_grid)
+    out = D.continuity(model_grid.array, body, window)
+    if len(grown) >= 3:
+        g = list(grown)
+        only = D.continuity(model_grid.array[g], body[g], window)
+        out.update({"grown_only_voxel_jump_hu": only["voxel_jump_hu"], "grown_only_stripe_hu": only["stripe_hu"]})
+    return out
 
 
 class _Pool:
@@ -110,23 +119,22 @@ def evaluate_generate(score, icnet, *, cases: Sequence[str] = CASES, slices: int
                 if config == "icnet_on" and v == 0:
                     real_pool.add(real, grown, 2 * rois_per_slice, seed=0)
                     mg = _model_grid(real, card)
-                    case_cont["real"] = {w: _continuity(mg, win) for w, win in windows.items()}
+                    case_cont["real"] = {w: _continuity(mg, win, grown) for w, win in windows.items()}
                     fid_real.append((real.array, regions(real)["soft_tissue"] | regions(real)["lung"]))
                     blocks.append((case, real, gen, grown))
                 pools[config].add(gen, grown, rois_per_slice, seed=v)
                 mg = _model_grid(gen, card)
                 grown_mg[config].append(mg.array[grown])
-                cont = {w: _continuity(mg, win) for w, win in windows.items()}
+                cont = {w: _continuity(mg, win, grown) for w, win in windows.items()}
                 case_cont.setdefault(config, []).append(cont)
                 masks = regions(gen)
                 fid_gen[config].append((gen.array, masks["soft_tissue"] | masks["lung"]))
         for config in CONFIGS:
             runs = case_cont[config]
-            case_cont[config] = {w: {k: float(np.mean([r[w][k] for r in runs])) for k in ("voxel_jump_hu",
-                                                                                          "stripe_hu")}
-                                 for w in windows}
+            keys = [k for k in CONTINUITY_KEYS if k in runs[0][next(iter(windows))]]
+            case_cont[config] = {w: {k: float(np.mean([r[w][k] for r in runs])) for k in keys} for w in windows}
             for w in windows:
-                case_cont[config][w].update(D.relative(case_cont[config][w], case_cont["real"][w]))
+                case_cont[config][w].update(D.relative(case_cont[config][w], case_cont["real"][w], keys))
             if variants >= 2:
                 diversity[config][case] = {w: D.ms_ssim_diversity(np.stack(grown_mg[config]),
                                                                   win or D.HU_RANGE) for w, win in windows.items()}
