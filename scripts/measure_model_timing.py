@@ -92,7 +92,7 @@ def _volume_ldm(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
 
 
 PROBES = {"vqgan": _vqgan, "bbdm-texture": _bbdm, "shape-gan": _shape, "slice-score": _slice_score,
-          "icnet": _icnet, "volume-ldm": _volume_ldm}
+          "organ-score": _slice_score, "icnet": _icnet, "volume-ldm": _volume_ldm}
 
 
 def measure(kind: str, folder, device: torch.device, repeats: int) -> tuple[float, str]:
