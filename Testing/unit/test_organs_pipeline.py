@@ -205,3 +205,24 @@ def test_slices_preview_includes_the_seed_and_ends_as_the_result(tmp_path):
                           preview=str(tmp_path))
     final = read_preview(str(tmp_path))
     assert np.array_equal(final.array, res.volume.array) and np.allclose(final.origin, res.volume.origin)
+
+
+def test_first_slice_conditioned_on_the_images_real_slice_below_the_start(tmp_path):
+    m = organ_map()
+    ct = Volume(np.where(m.array > 0, 40, -1000).astype(np.int16), m.origin, m.spacing, m.direction)
+    spy = Spy(tiny_organ_net())
+    seen = []
+    res = run(net=spy, start=2, slices=2, steps=2, image=ct, on_slice=lambda p, s: seen.append(p),
+              preview=str(tmp_path))
+    planes = organs.labels_to_model_plane(m.array, SPACING, 16, 4.0)
+    first = spy.conditions[0][0].view(2, C, 16, 16)
+    assert torch.equal(first[0].argmax(0), torch.from_numpy(planes[1].astype(np.int64)))   # the real slice's map
+    assert torch.equal(first[1].argmax(0), torch.from_numpy(planes[2].astype(np.int64)))
+    assert res.settings["first_neighbour"] == "image slice below the start" and seen == [0, 1]
+    assert res.volume.shape[0] == 2                         # the real slice is a condition, not part of the result
+    from radsynth.pipelines.generate.slices import read_preview
+    assert np.array_equal(read_preview(str(tmp_path)).array, res.volume.array)
+    air = run(start=0, slices=1, image=ct)                 # nothing below the first slice: from air, said so
+    assert air.settings["first_neighbour"] == "air" and any("air slice" in w for w in air.warnings)
+    other = Volume(ct.array, (0.0, 0.0, 0.0), ct.spacing, ct.direction)
+    assert run(start=2, slices=1, image=other).settings["first_neighbour"] == "air"

@@ -32,8 +32,31 @@ from ...errors import CancelledError, InvalidOptionError, ModelError
 from ...volume import Volume
 from ..inpaint import labels
 from .slices import (RESAMPLE_CHUNK, LivePreview, _k_points_down, bounded_score, chain, check_memory, check_volume,
-                     eta_progress, foot_to_head, from_model_plane, icnet_calibrator, labels_to_model_plane,
-                     make_sampler, memory_needed, model_grid, model_window, spacing_warning)
+                     eta_progress, finish, foot_to_head, from_model_plane, icnet_calibrator, labels_to_model_plane,
+                     make_sampler, memory_needed, model_grid, model_window, spacing_warning, to_model_plane)
+
+
+FIRST_NEIGHBOURS = ("image", "air")
+
+
+def _image_seed(image: Optional[Volume], organ_map: Volume, lo_fh: int, window, size: int, spacing_mm: float):
+    """The image's slice below the start on the model grid (model units, (1, size, size)), or None and why not."""
+    import torch
+
+    from ...nets.icnet import Window
+    if image is None:
+        return None, "No image was given: the first slice was generated from an air slice."
+    if not image.same_grid(organ_map):
+        return None, ("The organ map is not on the image's grid, so the image's slices cannot condition it: the "
+                      "first slice was generated from an air slice.")
+    if lo_fh == 0:
+        return None, "The start is the map's first slice: the first slice was generated from an air slice."
+    below = np.asarray(foot_to_head(image, image.array)[lo_fh - 1:lo_fh], dtype=np.float32)
+    outside = float(np.mean((below < window[0] - 1) | (below > window[1] + 1)))
+    if outside > 0.2:
+        return None, (f"The image's slice below the start lies {100 * outside:.0f} % outside the model's HU range "
+                      "(not this model's CT?): the first slice was generated from an air slice.")
+    return Window(*window).to_unit(torch.from_numpy(to_model_plane(below, image.spacing, size, spacing_mm))), None
 
 
 def organ_values(keep: Optional[Iterable[str] | str]) -> Optional[list[int]]:
@@ -121,19 +144,21 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
                     start: Optional[int] = None, slices: int = 8, guidance: float = 1.0, sampler: str = "fast",
                     steps: Optional[int] = None, snr: float = 0.16, seed: int = 0, progress=None, cancel=None,
                     available_bytes: Optional[float] = None, on_slice=None, preview: Optional[str] = None,
-                    map_source: str = "given"):
+                    image: Optional[Volume] = None, first_neighbour: str = "image", map_source: str = "given"):
     """Generate ``slices`` axial slices of CT that follow ``organ_map`` (label scheme values) from its slice
     ``start`` upwards. Returns a radsynth Result whose volume lies on the map's grid (those slices), marked
     synthetic; ``keep``: organ names to keep (None: all), the others replaced by what surrounds them.
 
     ``on_slice(position, slice)``: each finished slice in model units, position 0 = the start slice; ``preview``:
     a folder where the volume generated so far is written after every slice (``slices.LivePreview``).
+    ``image`` (the map's CT) and ``first_neighbour`` "image": the first slice is conditioned on the image's real
+    slice below the start, when the image lies on the map's grid and that slice is inside it; otherwise (or "air")
+    the volume grows from an air slice.
     """
     import torch
 
     from ...nets.icnet import Window
     from ...nets.score_unet import class_lut, organ_condition
-    from ...result import Result
     from .ascii import grow
 
     t_start = time.perf_counter()
@@ -178,11 +203,21 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
                     f"resampled by nearest neighbour onto the model's {size}x{size} grid of {spacing_mm:g} mm "
                     "pixels; the CT comes back on the map's grid.")
 
+    win = Window(*window)
+    seed_units = None
+    if first_neighbour not in FIRST_NEIGHBOURS:
+        raise InvalidOptionError(f"Unknown first neighbour {first_neighbour!r}; choose image or air.")
+    if first_neighbour == "image":
+        seed_units, note = _image_seed(image, organ_map, lo_fh, window, size, spacing_mm)
+        if note:
+            warnings.append(note)
     planes = labels_to_model_plane(map_fh, organ_map.spacing, size, spacing_mm)
     planes, replaced = keep_organs(planes, keep_values, (float(organ_map.spacing[2]), spacing_mm, spacing_mm))
     lut = class_lut(classes)
-    slab = torch.from_numpy(planes[lo_fh:lo_fh + slices].astype(np.int64))
-    hot = organ_condition(slab[None], lut, len(classes))[0].view(slices, len(classes), size, size)
+    # grow's positions: 0 = the real slice below the start when seeded (its map conditions it), else the start
+    first = lo_fh - 1 if seed_units is not None else lo_fh
+    slab = torch.from_numpy(planes[first:lo_fh + slices].astype(np.int64))
+    hot = organ_condition(slab[None], lut, len(classes))[0].view(slab.shape[0], len(classes), size, size)
     background = organ_condition(torch.zeros(1, 1, size, size, dtype=torch.long), lut, len(classes))[0]
     guided = GuidedScore(score_net, hot, background, guidance)
 
@@ -191,20 +226,23 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
     generator = torch.Generator(device=device).manual_seed(int(seed))
     stack_sampler = make_sampler(card, bounded_score(guided), sampler, steps, snr, generator, device)
     t_grow = time.perf_counter()
-    live = (LivePreview(preview, organ_map, lo_fh, Window(*window).to_hu, spacing_mm,
+    live = (LivePreview(preview, organ_map, first, win.to_hu, spacing_mm,
                         label=f"radsynth generate organs ({name}, growing)") if preview else None)
+    user_slice = None
+    if on_slice is not None:      # positions from the start slice, seeded or not
+        user_slice = (lambda p, new: on_slice(p - (lo_fh - first), new))
     with torch.no_grad():
-        grown = grow(stack_sampler, None, model_k, above=slices, calibrate=calibrate, shape=(1, size, size),
-                     progress=eta_progress(progress, t_grow), cancel=cancel, on_slice=chain(on_slice, live),
+        grown = grow(stack_sampler, seed_units, model_k, above=slices, calibrate=calibrate, shape=(1, size, size),
+                     progress=eta_progress(progress, t_grow), cancel=cancel, on_slice=chain(user_slice, live),
                      before_stack=guided.at)
     t_sampled = time.perf_counter()
-    made = grown.slices.shape[1]
+    made = grown.above
     if made == 0:
         raise CancelledError("Cancelled by the user before the first slice was finished; nothing was changed.")
-    new_hu = Window(*window).to_hu(grown.slices[0].clamp(-1, 1)).cpu().numpy()
+    new_hu = win.to_hu(grown.slices[0, grown.seed_count:].clamp(-1, 1)).cpu().numpy()
     out_fh = np.empty((made, rows, columns), dtype=np.float32)
-    for first in range(0, made, RESAMPLE_CHUNK):
-        out_fh[first:first + RESAMPLE_CHUNK] = from_model_plane(new_hu[first:first + RESAMPLE_CHUNK], spacing_mm,
+    for chunk in range(0, made, RESAMPLE_CHUNK):
+        out_fh[chunk:chunk + RESAMPLE_CHUNK] = from_model_plane(new_hu[chunk:chunk + RESAMPLE_CHUNK], spacing_mm,
                                                                 organ_map.spacing, (rows, columns))
     k0 = count - 1 - (lo_fh + made - 1) if flipped else lo_fh
     origin = tuple(float(v) for v in organ_map.index_to_physical(np.array([[k0, 0, 0]], dtype=float))[0])
@@ -217,27 +255,13 @@ def generate_organs(organ_map: Volume, score_net: Any, icnet_net: Any = None, *,
     settings = {"organ_map": map_source, "keep": kept, "replaced_voxels_model_grid": replaced,
                 "start": count - 1 - lo_fh if flipped else lo_fh, "slices": slices, "slices_generated": made,
                 "output_first_slice_in_map": k0, "k": model_k, "guidance": float(guidance),
+                "first_neighbour": "image slice below the start" if seed_units is not None else "air",
                 "icnet": icnet_net is not None, "sampler": stack_sampler.name, "snr": snr if sampler == "pc" else None,
                 "evaluations_per_slice": evaluations, "seed": int(seed), "partial": partial}
     label = (f"radsynth generate organs ({name}; map {map_source}, keep {', '.join(kept)}, guidance {guidance:g}, "
              f"IC-Net {'on' if icnet_net is not None else 'off'}, {stack_sampler.name}, seed {seed})")
-    if partial:
-        label += f", PARTIAL: cancelled after {made} of {slices} slices"
-        warnings.append(f"Cancelled: {made} of {slices} slices were generated; the result is partial.")
-    volume.mark_synthetic(label)
-    if partial:
-        volume.metadata["RadSynth.Partial"] = f"{made}/{slices}"
-    if card.get("demo"):
-        warnings.append(card.get("warning") or f"{name} is a demo model.")
-    timings = {"sampling": t_sampled - t_grow, "total": time.perf_counter() - t_start,
-               "per_slice": (t_sampled - t_grow) / max(made, 1)}
-    if progress is not None:
-        progress(1.0, "done" if not partial else "cancelled: partial result")
-    models = {card.get("name", "organ-score"): str(card.get("version", ""))}
-    if icnet_net is not None:
-        ic = getattr(icnet_net, "card", {}) or {}
-        models[ic.get("name", "icnet")] = str(ic.get("version", ""))
-    return Result("organs", volume, None, {}, timings, models, settings, warnings)
+    return finish("organs", volume, label, settings, warnings, card, icnet_net, made, slices,
+                  (t_start, t_grow, t_sampled), progress)
 
 
 def generate(organ_map: Volume, *, model_dir: Optional[str] = None, icnet: bool = True, device: str = "cpu",
@@ -259,6 +283,9 @@ def run(ctx: Any, image: Volume, mask: Optional[Volume], **options: Any):
 
     organ_map = options.pop("organ_map", None)
     source = "given"
+    organ_values(options.get("keep"))            # an unknown organ name is refused before the slow parts
+    if organ_map is not None:
+        labels.validate(np.asarray(organ_map.array), labels.ALL, "The organ map")
     if organ_map is None:
         from ..inpaint.auto_map import auto_map
         if ctx.progress is not None:
@@ -268,4 +295,4 @@ def run(ctx: Any, image: Volume, mask: Optional[Volume], **options: Any):
     use = options.pop("icnet", "on")
     icnet = ctx.model(ICNET_MODEL, primary=False) if use in ("on", True) else None
     return generate_organs(organ_map, score_net, icnet, progress=ctx.progress, cancel=ctx.cancel,
-                           map_source=source, **options)
+                           map_source=source, image=image, **options)

@@ -81,6 +81,11 @@ ORGANS = register(Operation(
                "follows it as trained, above 1 classifier-free guidance (twice the network evaluations)",
                min=0.0, max=10.0, reason="The model is trained with map dropout, so 0 and > 1 are well defined; 1 "
                                          "costs one evaluation per step."),
+        Option("first_neighbour", "choice", "image", "What the first slice is conditioned on: the image's real "
+               "slice below the start (image; used when the map lies on the image's grid) or an air slice (air)",
+               choices=("image", "air"),
+               reason="The demo model grows CT-like slices from a real neighbour; from air its first slice is poor "
+                      "(docs/ctgenerate-slices.md)."),
         *_shared("icnet", "sampler", "steps", "snr", "seed", "preview"),
     ),
     needs_mask=False, model_kinds=(ORGAN_MODEL, ICNET_MODEL)))
