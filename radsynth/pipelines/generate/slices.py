@@ -360,6 +360,34 @@ def chain(*fns):
     return lambda position, new: [f(position, new) for f in fns] and None
 
 
+def finish(operation: str, volume: Volume, label: str, settings: dict, warnings: list[str], card: dict,
+           icnet_net: Any, made: int, requested: int, times: tuple[float, float, float], progress=None):
+    """The Result of a slice-wise generation: marked synthetic (and partial after a cancel), demo warning,
+    timings per slice, model versions."""
+    from ...result import Result
+
+    t_start, t_grow, t_sampled = times
+    partial = bool(settings.get("partial"))
+    if partial:
+        label += f", PARTIAL: cancelled after {made} of {requested} slices"
+        warnings.append(f"Cancelled: {made} of {requested} slices were generated; the result is partial.")
+    volume.mark_synthetic(label)
+    if partial:
+        volume.metadata["RadSynth.Partial"] = f"{made}/{requested}"
+    name = f"{card.get('name', operation)} {card.get('version', '')}".strip()
+    if card.get("demo"):
+        warnings.append(card.get("warning") or f"{name} is a demo model.")
+    timings = {"sampling": t_sampled - t_grow, "total": time.perf_counter() - t_start,
+               "per_slice": (t_sampled - t_grow) / max(made, 1)}
+    if progress is not None:
+        progress(1.0, "done" if not partial else "cancelled: partial result")
+    models = {card.get("name", operation): str(card.get("version", ""))}
+    if icnet_net is not None:
+        ic = getattr(icnet_net, "card", {}) or {}
+        models[ic.get("name", "icnet")] = str(ic.get("version", ""))
+    return Result(operation, volume, None, {}, timings, models, settings, warnings)
+
+
 def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, seed_slice: Optional[int] = None,
                     direction: str = "up", slices: int = 8, k: Optional[int] = None, sampler: str = "fast",
                     steps: Optional[int] = None, snr: float = 0.16, seed: int = 0, progress=None, cancel=None,
@@ -465,23 +493,8 @@ def generate_slices(image: Volume, score_net: Any, icnet_net: Any = None, *, see
                 "output_first_slice_in_input": k0}
     label = (f"radsynth generate slices ({name}; seed slice {seed_slice if conditional else 'none'}, {direction}, "
              f"K={model_k}, IC-Net {'on' if icnet_net is not None else 'off'}, {stack_sampler.name}, seed {seed})")
-    if grown.partial:
-        label += f", PARTIAL: cancelled after {made} of {requested} slices"
-        warnings.append(f"Cancelled: {made} of {requested} new slices were generated; the result is partial.")
-    volume.mark_synthetic(label)
-    if grown.partial:
-        volume.metadata["RadSynth.Partial"] = f"{made}/{requested}"
-    if card.get("demo"):
-        warnings.append(card.get("warning") or f"{name} is a demo model.")
-    timings = {"sampling": t_sampled - t_grow, "total": time.perf_counter() - t_start,
-               "per_slice": (t_sampled - t_grow) / max(made, 1)}
-    if progress is not None:
-        progress(1.0, "done" if not grown.partial else "cancelled: partial result")
-    models = {card.get("name", "slice-score"): str(card.get("version", ""))}
-    if icnet_net is not None:
-        ic = getattr(icnet_net, "card", {}) or {}
-        models[ic.get("name", "icnet")] = str(ic.get("version", ""))
-    return Result("slices", volume, None, {}, timings, models, settings, warnings)
+    return finish("slices", volume, label, settings, warnings, card, icnet_net, made, requested,
+                  (t_start, t_grow, t_sampled), progress)
 
 
 def run(ctx: Any, image: Volume, mask: Optional[Volume], **options: Any):
