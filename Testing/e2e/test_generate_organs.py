@@ -31,15 +31,26 @@ def ct() -> Volume:
     return read_volume(sample_path("lung1", "image"))
 
 
-def test_organs_from_the_automatic_map(tmp_path, ct):
+@pytest.fixture(scope="module")
+def half_ct(ct, tmp_path_factory):
+    """lung1 at every 2nd pixel in-plane (256², 1.1 mm): the real CT, with an automatic map 4× quicker to make."""
+    half = Volume(np.ascontiguousarray(ct.array[:, ::2, ::2]), ct.origin, (2 * ct.spacing[0], 2 * ct.spacing[1],
+                  ct.spacing[2]), ct.direction)
+    path = tmp_path_factory.mktemp("ct") / "lung1_half.nrrd"
+    write_volume(half, path)
+    return half, path
+
+
+def test_organs_from_the_automatic_map(tmp_path, half_ct):
+    ct, ct_path = half_ct
     out, report = tmp_path / "organs.nrrd", tmp_path / "report.json"
-    r = radsynth("generate", "organs", "--image", str(sample_path("lung1")), "--start", str(START), "--slices", "2",
+    r = radsynth("generate", "organs", "--image", str(ct_path), "--start", str(START), "--slices", "2",
                  "--keep", "body, left lung, right lung", "--steps", FAST, "--out", str(out), "--report", str(report),
                  "--in-process")
     assert r.exit_code == 0, r.output
     assert sitk.ReadImage(str(out)).GetMetaData(SYNTHETIC_KEY) == "1"
     v = read_volume(out)
-    assert v.shape == (2, 512, 512) and v.spacing == pytest.approx(ct.spacing)
+    assert v.shape == (2, 256, 256) and v.spacing == pytest.approx(ct.spacing)
     np.testing.assert_allclose(v.origin, ct.index_to_physical(np.array([[START, 0, 0]], float))[0], atol=1e-4)
     assert v.array[:, :5, :5].mean() < -900                                # air outside the body
     settings = json.loads(report.read_text())["result"]["settings"]
