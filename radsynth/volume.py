@@ -69,14 +69,15 @@ class Volume:
         return img
 
     @classmethod
-    def from_sitk(cls, img: sitk.Image) -> "Volume":
+    def from_sitk(cls, img: sitk.Image, single_slice: bool = False) -> "Volume":
+        """``single_slice``: accept one slice (a result of one generated slice); an input must be a volume."""
         if img.GetDimension() != 3:
             raise InvalidImageError(
                 f"Expected a 3D image, got a {img.GetDimension()}D image. "
                 "Load a single 3D volume (not a single slice or a time series).")
         if img.GetNumberOfComponentsPerPixel() != 1:
             raise InvalidImageError("Expected a scalar image; got a multi-component (colour or vector) image.")
-        if min(img.GetSize()) < 2:
+        if min(img.GetSize()) < 2 and not (single_slice and min(img.GetSize()[:2]) >= 2):
             raise InvalidImageError(f"The image is a single slice (size {img.GetSize()}); a 3D volume is needed.")
         meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys() if k.startswith("RadSynth")}
         return cls(sitk.GetArrayFromImage(img), img.GetOrigin(), img.GetSpacing(), img.GetDirection(), meta)
@@ -106,8 +107,9 @@ def _quietly(fn, *args):
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def read_volume(path: PathLike) -> Volume:
-    """Read NRRD / NIfTI / MHA files or a DICOM series folder (the largest series in it)."""
+def read_volume(path: PathLike, single_slice: bool = False) -> Volume:
+    """Read NRRD / NIfTI / MHA files or a DICOM series folder (the largest series in it). ``single_slice``:
+    accept a volume of one slice (results: one generated slice; never a user's input)."""
     path = Path(path)
     if not path.exists():
         raise InvalidImageError(f"File or folder not found: {path}")
@@ -128,7 +130,7 @@ def read_volume(path: PathLike) -> Volume:
             first = path
     except RuntimeError as exc:
         raise InvalidImageError(f"Could not read {path}: {str(exc).strip().splitlines()[-1]}") from exc
-    volume = Volume.from_sitk(img)
+    volume = Volume.from_sitk(img, single_slice)
     # formats without free header keys carry the mark in a sidecar, a NIfTI descrip or DICOM Synthetic Data
     volume.metadata.update(provenance.read_file_mark(first))
     return volume

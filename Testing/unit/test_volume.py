@@ -178,3 +178,11 @@ def test_dicom_series_folder(tmp_path):
     assert np.allclose(vol.spacing, spacing, atol=1e-3)
     assert np.allclose(vol.origin, origin, atol=1e-3)
     assert np.array_equal(vol.array.astype(np.int32), array.astype(np.int32))
+
+
+def test_a_single_slice_is_refused_unless_a_result_asks(tmp_path):
+    v = Volume(np.zeros((1, 8, 8), np.int16), (0.0, 0.0, 0.0), (1.0, 1.0, 5.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    write_volume(v, tmp_path / "one.nrrd")
+    with pytest.raises(InvalidImageError, match="single slice"):
+        read_volume(tmp_path / "one.nrrd")
+    assert read_volume(tmp_path / "one.nrrd", single_slice=True).shape == (1, 8, 8)

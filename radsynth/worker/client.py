@@ -205,8 +205,8 @@ class WorkerClient:
 def result_from_event(op: str, event: dict) -> Result:
     """The worker's reply as a Result; its report carries the model cards the worker used."""
     report = dict(event["report"], operation=event["report"].get("operation", op))
-    mask = read_volume(event["out_mask"]) if event.get("out_mask") else None
-    return Result.from_report(report, read_volume(event["out"]), mask)
+    mask = read_volume(event["out_mask"], single_slice=True) if event.get("out_mask") else None
+    return Result.from_report(report, read_volume(event["out"], single_slice=True), mask)
 
 
 _shared: Optional[WorkerClient] = None

@@ -337,19 +337,14 @@ class LivePreview:
 
 
 def read_preview(folder: str) -> Optional[Volume]:
-    """The volume a :class:`LivePreview` last wrote to ``folder`` (None before the first slice). Read without
-    :func:`radsynth.volume.read_volume`'s single-slice refusal: the first preview of a run holds one slice."""
+    """The volume a :class:`LivePreview` last wrote to ``folder`` (None before the first slice; the first preview
+    of a run holds one slice)."""
     from pathlib import Path
 
-    import SimpleITK as sitk
+    from ...volume import read_volume
 
     path = Path(folder) / PREVIEW_FILE
-    if not path.is_file():
-        return None
-    img = sitk.ReadImage(str(path))
-    volume = Volume(sitk.GetArrayFromImage(img), img.GetOrigin(), img.GetSpacing(), img.GetDirection())
-    volume.metadata.update({k: img.GetMetaData(k) for k in img.GetMetaDataKeys() if k.startswith("RadSynth")})
-    return volume
+    return read_volume(path, single_slice=True) if path.is_file() else None
 
 
 def chain(*fns):
