@@ -4,11 +4,12 @@ For lesion-sized sites in aerated lung of the *training* half of the sample CTs 
 `radsynth evaluate`), the texture model synthesizes a lesion once per site (default steps, default guidance); the
 stage then renders every (spread, grain) of the calibration axes on that decoded crop, the result is pasted back
 exactly as a synthesis pastes it, and pyradiomics (the project's settings) measures entropy and GLCM contrast on the
-final image, over the whole mask and its interior. The table the stage inverts is the median over sites
-(``texture_detail.fit_table``); per-site numbers are stored beside it so the fit can be re-derived.
+final image, over the whole mask and its interior. The table the stage inverts is, per site, the mean of the two,
+then the median over sites (``texture_detail.fit_table``); per-site numbers are stored beside it so the fit can be
+re-derived.
 
-OMP_NUM_THREADS=1 python scripts/calibrate_texture_detail.py [--sites 4] [--record] [--out out/texture_detail.json]
-(about 12 minutes on the shared 2-core VM; --record-only FILE stores an earlier run's output)
+OMP_NUM_THREADS=1 python scripts/calibrate_texture_detail.py [--sites 3] [--record] [--out out/texture_detail.json]
+(about 10 minutes on the shared 2-core VM; --record-only FILE stores an earlier run's output)
 """
 
 from __future__ import annotations
@@ -61,26 +62,28 @@ def measure_site(models, image, mask: np.ndarray, preset: str, seed: int, log) -
                               float(models.texture_card.get("sampling", {}).get("eta", 1.0)), seed, margin, timer)
     pasted = paste(image, region, decoded, mask, margin_mm=margin, feather_mm=tumor.FEATHER_MM)
     core = interior(mask, np.asarray(image.spacing)[::-1])
-    out = {td.FIT_ON: {"entropy": [], "contrast": []},
-           "voxels": int(mask.sum()), "interior_voxels": int(core.sum()), "preset": preset}
+    where = {"whole": mask, "interior": core}
+    out = {key: {"entropy": [], "contrast": []} for key in td.FIT_ON}
+    out.update(voxels=int(mask.sum()), interior_voxels=int(core.sum()), preset=preset)
     for sd in td.SD_AXIS_HU:
-        rows = {td.FIT_ON: {"entropy": [], "contrast": []}}
+        rows = {key: {"entropy": [], "contrast": []} for key in td.FIT_ON}
         for grain in td.GRAIN_AXIS_MM:
             final = td.apply(pasted, mask, td.DetailParams(float(target[td.LEVEL]), sd, grain), margin, seed)
-            f = measured(final, core)   # the whole mask is measured by `radsynth evaluate sliders`
-            rows[td.FIT_ON]["entropy"].append(round(f[td.SPREAD], 4))
-            rows[td.FIT_ON]["contrast"].append(round(f[td.GRAIN], 4))
+            for key in td.FIT_ON:
+                f = measured(final, where[key])
+                rows[key]["entropy"].append(round(f[td.SPREAD], 4))
+                rows[key]["contrast"].append(round(f[td.GRAIN], 4))
         for key in rows:
             for stat in rows[key]:
                 out[key][stat].append(rows[key][stat])
-        log(f"  sd {sd:5.0f} HU: interior entropy {rows['interior']['entropy']}  contrast "
-            f"{rows['interior']['contrast']}")
+        log(f"  sd {sd:5.0f} HU: " + "; ".join(f"{k} entropy {rows[k]['entropy']} contrast {rows[k]['contrast']}"
+                                              for k in td.FIT_ON))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sites", type=int, default=4, help="training-half sites (alternating lung1 / lung2)")
+    ap.add_argument("--sites", type=int, default=3, help="training-half sites (alternating lung1 / lung2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/texture_detail_calibration.json"))
@@ -108,7 +111,7 @@ def main() -> None:
         print(f"site {i + 1}/{len(sites)}: {case}, {int(mask.sum())} voxels, {preset}", flush=True)
         measured.append(dict(measure_site(models, images[case], mask, preset, args.seed + i, print), case=case))
     raw = {"sd_hu": list(td.SD_AXIS_HU), "grain_mm": list(td.GRAIN_AXIS_MM), "sites": measured}
-    entry = {"table": td.fit_table(raw), "fit_on": td.FIT_ON, "raw": raw,
+    entry = {"table": td.fit_table(raw), "fit_on": list(td.FIT_ON), "raw": raw,
              "measured": "pyradiomics (radiomics_ct.yaml) on the final pasted image; training-half lung sites of "
                          "the sample CTs (0.57-0.63 mm in-plane, 5 mm slices)",
              "models": models.versions, "steps": models.default_steps, "seconds": round(time.perf_counter() - t0),

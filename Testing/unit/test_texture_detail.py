@@ -10,6 +10,7 @@ from scipy import ndimage
 from radsynth import texture_detail as td
 from radsynth.errors import ModelError
 from radsynth.models import bundled, read_card
+from radsynth.radiomics import FeatureNormalizer
 from radsynth.pipelines.texture_fill import (FOLLOWED, NOT_FOLLOWED, SLIDER_EVALUATION, follows, unfollowed,
                                              verdict)
 from radsynth.volume import Volume
@@ -103,12 +104,23 @@ def test_the_bundled_calibration_reproduces_its_fit_and_is_monotone():
     card = read_card(bundled("demo-tumor-bbdm"))
     entry = card[td.CARD_KEY]
     assert td.fit_table(entry["raw"]) == entry["table"], "the stored table is the fit of the stored measurements"
-    assert entry["by"] == "scripts/calibrate_texture_detail.py" and entry["fit_on"] == td.FIT_ON
+    assert entry["by"] == "scripts/calibrate_texture_detail.py" and entry["fit_on"] == list(td.FIT_ON)
     cal = td.calibration_from_card(card)
-    sds = [td.invert(cal, e, 20.0)[0] for e in np.linspace(cal.entropy.min(), cal.entropy.max(), 6)]
-    assert all(b >= a for a, b in zip(sds, sds[1:])) and sds[-1] > sds[0]
-    grains = [td.invert(cal, float(np.median(cal.entropy[-1])), c)[1] for c in np.linspace(5.0, 40.0, 6)]
-    assert all(b <= a for a, b in zip(grains, grains[1:])) and grains[-1] < grains[0]
+    log_grain = np.log(cal.grain_mm)
+    normalizer = FeatureNormalizer.from_dict(card["features"])
+    names = list(normalizer.names)
+    scale = tuple(normalizer.std[names.index(n)] for n in (td.SPREAD, td.GRAIN))   # as tumor.fine_texture
+
+    def rendered(entropy, contrast):   # what the table says the chosen (spread, grain) measures
+        sd, grain = td.invert(cal, entropy, contrast, scale)
+        return (float(td._bilinear(cal.entropy, cal.sd_hu, log_grain, np.array([sd]), np.log([grain]))[0, 0]),
+                float(td._bilinear(cal.contrast, cal.sd_hu, log_grain, np.array([sd]), np.log([grain]))[0, 0]))
+
+    # each slider across the training range, the other at the lung1 preset's value (as the panel sends them)
+    entropy = [rendered(e, 37.0)[0] for e in np.linspace(1.04, 4.72, 7)]
+    contrast = [rendered(4.57, c)[1] for c in np.linspace(0.27, 42.1, 7)]
+    for name, got in (("entropy", entropy), ("contrast", contrast)):
+        assert all(b >= a - 1e-6 for a, b in zip(got, got[1:])) and got[-1] > got[0] * 1.5, f"{name}: {got}"
 
 
 def test_card_without_or_with_a_broken_calibration():

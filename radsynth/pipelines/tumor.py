@@ -110,7 +110,9 @@ def fine_texture(models: TumorModels, pasted: Volume, mask: np.ndarray, features
     cal = td.calibration_from_card(models.texture_card)
     if cal is None:
         return pasted, None
-    params = td.detail_params(features, cal)
+    names = list(models.normalizer.names)
+    scale = tuple(float(models.normalizer.std[names.index(n)]) for n in (td.SPREAD, td.GRAIN))
+    params = td.detail_params(features, cal, scale)
     return td.apply(pasted, mask, params, margin_mm, seed), {k: round(v, 3) for k, v in params._asdict().items()}
 
 
