@@ -91,8 +91,33 @@ def _volume_ldm(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
                      f"{card['sampling']['default_steps']} steps and one decode)")
 
 
+def _inpaint(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
+    h, w = loaded.card["region"]["size"][:2]
+    x = torch.zeros((1, 1, h, w), device=device)
+    mask = torch.ones_like(x) if loaded.mask_input else None
+    neighbour = x if loaded.neighbour else None
+    t = torch.full((1,), 500, device=device, dtype=torch.long)
+
+    def forward() -> None:
+        loaded(x, t, x if loaded.mask_input else None, mask, neighbour)
+    method = "DDIM" if loaded.mask_input else "RePaint, 45 with the default jumps"
+    return forward, f"one slice-model prediction on {h}x{w} (one sampler step; {method})"
+
+
+def _sdm(loaded, device: torch.device) -> tuple[Callable[[], None], str]:
+    h, w = loaded.card["region"]["size"][:2]
+    x = torch.zeros((1, 1, h, w), device=device)
+    seg = loaded.one_hot(torch.zeros((1, h, w), dtype=torch.long)).to(device)
+    t = torch.full((1,), 500, device=device, dtype=torch.long)
+
+    def forward() -> None:
+        loaded(x, t, seg, x if loaded.neighbour else None)
+    return forward, f"one SDM prediction on {h}x{w} (one RePaint step; guidance doubles it)"
+
+
 PROBES = {"vqgan": _vqgan, "bbdm-texture": _bbdm, "shape-gan": _shape, "slice-score": _slice_score,
-          "organ-score": _slice_score, "icnet": _icnet, "volume-ldm": _volume_ldm}
+          "organ-score": _slice_score, "icnet": _icnet, "volume-ldm": _volume_ldm,
+          "diffusion-inpaint": _inpaint, "sdm": _sdm}
 
 
 def measure(kind: str, folder, device: torch.device, repeats: int) -> tuple[float, str]:
