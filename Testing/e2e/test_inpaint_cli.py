@@ -147,6 +147,18 @@ def test_render_map_in_a_given_region(tmp_path, files):
     np.testing.assert_array_equal(read_volume(mask_out).array > 0, tumour.array > 0)
 
 
+def test_the_bundled_demo_models_are_the_defaults(tmp_path, files):
+    paths, models, ct, tumour = files
+    for args, name in ((("fill", "--mask", paths["tumour"]), "demo-inpaint-palette"),
+                       (("render-map", "--label-map", paths["map"]), "demo-inpaint-sdm")):
+        report = tmp_path / f"{args[0]}.json"
+        r = radsynth("inpaint", *args, "--image", paths["ct"], "--steps", 2, "--out", tmp_path / f"{args[0]}.nrrd",
+                     "--report", report)
+        assert r.exit_code == 0, r.output
+        result = json.loads(report.read_text())["result"]
+        assert list(result["model_cards"]) == [name] and result["settings"]["demo_models"] is True
+
+
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, files):
     paths, models, ct, tumour = files
     cases = [
