@@ -8,7 +8,7 @@ import pytest
 
 from radsynth.evaluate import distribution as D
 from radsynth.evaluate import organs
-from radsynth.evaluate.fid import MISSING_TORCHVISION, MISSING_WEIGHTS, fid_unavailable, plane_images
+from radsynth.evaluate.fid import MISSING_WEIGHTS, fid_unavailable, plane_images
 
 
 @pytest.fixture(scope="module")
@@ -160,20 +160,64 @@ def test_nodule_present_where_drawn_absent_where_erased():
     assert check["drawn"]["present"] and not check["erased"]["absent"]
 
 
-def test_fid_says_what_is_missing(tmp_path, monkeypatch):
+def test_fid_says_what_is_missing(tmp_path):
     assert fid_unavailable(None) == MISSING_WEIGHTS and "never downloads" in MISSING_WEIGHTS
-    import builtins
-    real_import = builtins.__import__
+    assert "does not exist" in fid_unavailable(tmp_path / "nothing.safetensors")
 
-    def no_torchvision(name, *a, **k):
-        if name.startswith("torchvision"):
-            raise ImportError(name)
-        return real_import(name, *a, **k)
 
-    monkeypatch.setattr(builtins, "__import__", no_torchvision)
-    weights = tmp_path / "inception.safetensors"
-    weights.write_bytes(b"x")
-    assert fid_unavailable(weights) == MISSING_TORCHVISION
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory):
+    """A randomly initialised Inception-v3 feature network saved as torchvision's keys would be (no weights are
+    shipped or downloaded; what FID computes with them is the user's choice)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from radsynth.evaluate.inception import InceptionV3Features
+
+    torch.manual_seed(0)
+    net = InceptionV3Features()
+    for m in net.modules():       # He init keeps activations alive through 90 layers (PyTorch's default fades them)
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    state["fc.weight"] = torch.zeros(1000, 2048)            # torchvision's classifier and aux head are ignored
+    state["AuxLogits.fc.weight"] = torch.zeros(1000, 768)
+    path = tmp_path_factory.mktemp("inception") / "inception_v3.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+def test_fid_with_user_weights_zero_for_identical_sets_positive_otherwise(inception_file, rng):
+    from radsynth.evaluate.fid import fid_planes, load_inception
+
+    net = load_inception(inception_file)
+    vol = rng.normal(-200, 300, (2, 40, 40))
+    body = np.ones(vol.shape, bool)
+    same = fid_planes(net, [(vol, body)], [(vol, body)], planes=("axial",), size=80)["axial"]  # 80²: fast
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["images_real"] == 2
+    other = fid_planes(net, [(vol, body)], [(vol[:, ::-1] * 0.5, body)], planes=("axial",), size=80)["axial"]
+    assert other["fid"] > 1e-3
+
+
+def test_fid_weights_of_another_network_or_with_code_are_refused(tmp_path, inception_file):
+    import torch
+    from safetensors.torch import save_file
+
+    from radsynth.errors import ModelError
+    from radsynth.evaluate.fid import load_inception
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"Conv2d_1a_3x3.conv.weight": torch.zeros(8, 3, 3, 3)}, str(wrong))
+    with pytest.raises(ModelError, match="not a torchvision inception_v3 state dict.*missing"):
+        load_inception(wrong)
+    pickled = tmp_path / "code.pt"
+    torch.save({"weights": torch.zeros(1), "hook": _Hook()}, pickled)   # an object: needs unpickling code
+    with pytest.raises(ModelError, match="tensor-only"):
+        load_inception(pickled)
+
+
+class _Hook:
+    pass
 
 
 def test_fid_plane_images_follow_the_body(lung1):

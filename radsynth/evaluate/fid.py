@@ -2,10 +2,10 @@
 
 radsynth never downloads weights. The user gives a file of torchvision's ``inception_v3`` layout (the ImageNet
 weights torchvision publishes, saved as a state dict): ``.safetensors`` (read with safetensors) or ``.pt``/``.pth``
-(``torch.load(weights_only=True)``: tensors only, never pickled code). The network is torchvision's Inception-v3 with
-its classifier removed: 2048 pool features per image. torchvision is an optional extra (``pip install
-'radsynth[fid]'``); without it, or without the file, :func:`fid_unavailable` says what is missing and the rest of a
-report is still written.
+(``torch.load(weights_only=True)``: tensors only, never pickled code). The network is
+:class:`radsynth.evaluate.inception.InceptionV3Features` (torchvision's modules and keys, without torchvision) with
+the classifier removed: 2048 pool features per image. Without the file :func:`fid_unavailable` says what is missing
+and the rest of a report is still written.
 
 Protocol (seed 000 §6.2.3, Table 7: axial, coronal and sagittal middle slices of each volume): each volume gives its
 axial, coronal and sagittal slices through the body (every ``stride``-th slice within the central half of the other
@@ -33,18 +33,12 @@ SIZE = 299
 MISSING_WEIGHTS = ("FID not computed: it needs Inception-v3 weights, which radsynth never downloads. Pass "
                    "--fid-weights FILE (torchvision's inception_v3 state dict as .safetensors, or a .pt/.pth "
                    "tensor-only state dict). The other metrics do not need it.")
-MISSING_TORCHVISION = ("FID not computed: it needs torchvision (the Inception-v3 architecture). Install the optional "
-                       "extra: pip install 'radsynth[fid]'. The other metrics do not need it.")
 
 
 def fid_unavailable(weights: Optional[Path]) -> Optional[str]:
-    """Why FID cannot run (None when it can): no weights file given, or torchvision not installed."""
+    """Why FID cannot run (None when it can): no weights file given, or not a file."""
     if weights is None:
         return MISSING_WEIGHTS
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return MISSING_TORCHVISION
     if not Path(weights).is_file():
         return f"FID not computed: the Inception weights file {weights} does not exist."
     return None
@@ -71,21 +65,10 @@ def read_state(path: Path) -> dict:
 
 
 def load_inception(path: Path, device: str = "cpu"):
-    """torchvision Inception-v3 (no auxiliary head, classifier → identity) with the weights of ``path``."""
-    import torch
-    from torchvision.models import inception_v3
+    """Inception-v3 pool-feature network with the weights of ``path`` (torchvision's inception_v3 state dict)."""
+    from .inception import InceptionV3Features, load_state
 
-    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)
-    state = {k: v for k, v in read_state(path).items() if not k.startswith("AuxLogits.")}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        shown = ", ".join((missing + unexpected)[:4])
-        raise ModelError(f"{path} is not a torchvision inception_v3 state dict ({len(missing)} missing and "
-                         f"{len(unexpected)} unexpected keys, e.g. {shown}).")
-    net.fc = torch.nn.Identity()
-    return net.eval().to(device)
+    return load_state(InceptionV3Features(), read_state(path), str(path)).to(device)
 
 
 def plane_images(volume_hu: np.ndarray, body: np.ndarray, plane: str, stride: int = 4) -> np.ndarray:
@@ -105,7 +88,8 @@ def plane_images(volume_hu: np.ndarray, body: np.ndarray, plane: str, stride: in
     return np.stack([np.take(volume_hu, int(p), axis=axis) for p in picks])
 
 
-def inception_features(net, images: np.ndarray, window: Sequence[float] = WHOLE_RANGE, batch: int = 8) -> np.ndarray:
+def inception_features(net, images: np.ndarray, window: Sequence[float] = WHOLE_RANGE, batch: int = 8,
+                       size: int = SIZE) -> np.ndarray:
     """(n, 2048) pool features of (n, H, W) HU images windowed onto [0, 1], resized to 299² whatever their aspect
     (a coronal slice of a 5 mm CT is stretched along the body axis, for real and generated images alike)."""
     import torch
@@ -119,7 +103,7 @@ def inception_features(net, images: np.ndarray, window: Sequence[float] = WHOLE_
     with torch.no_grad():
         for s in range(0, len(images), batch):
             x = torch.from_numpy(np.clip((np.asarray(images[s:s + batch], np.float32) - lo) / (hi - lo), 0, 1))
-            x = F.interpolate(x[:, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+            x = F.interpolate(x[:, None], size=(size, size), mode="bilinear", align_corners=False)
             x = (x.expand(-1, 3, -1, -1) - mean) / std
             out.append(net(x.to(device)).cpu().numpy().astype(np.float64))
     return np.concatenate(out)
@@ -133,15 +117,16 @@ def fid(real: np.ndarray, generated: np.ndarray, ridge: float = 1e-6) -> float:
 
 
 def fid_planes(net, real: Sequence[tuple[np.ndarray, np.ndarray]], generated: Sequence[tuple[np.ndarray, np.ndarray]],
-               window: Sequence[float] = WHOLE_RANGE, stride: int = 4, planes: Sequence[str] = PLANES
-               ) -> dict[str, dict]:
-    """{plane: {fid, images_real, images_generated}} from (volume HU, body mask) pairs, for each of ``planes``."""
+               window: Sequence[float] = WHOLE_RANGE, stride: int = 4, planes: Sequence[str] = PLANES,
+               size: int = SIZE) -> dict[str, dict]:
+    """{plane: {fid, images_real, images_generated}} from (volume HU, body mask) pairs, for each of ``planes``
+    (``size``: the network's input side; 299 as Inception was trained, smaller only for tests)."""
     out = {}
     for plane in planes:
         feats = []
         for group in (real, generated):
             imgs = [plane_images(v, b, plane, stride) for v, b in group]
-            feats.append(np.concatenate([inception_features(net, i, window) for i in imgs]))
+            feats.append(np.concatenate([inception_features(net, i, window, size=size) for i in imgs]))
         if min(len(f) for f in feats) < 2:
             out[plane] = {"fid": None, "note": "fewer than two images in a set"}
             continue

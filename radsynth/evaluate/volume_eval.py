@@ -78,7 +78,8 @@ def segment_masks(segmentation: Volume, names: Mapping[int, str], on: Volume) ->
     """{name: bool mask on ``on``'s grid} of each named label of ``segmentation`` (nearest neighbour)."""
     arr = sitk.GetArrayFromImage(sitk.Resample(segmentation.to_sitk(), on.to_sitk(), sitk.Transform(),
                                                sitk.sitkNearestNeighbor, 0))
-    return {name: arr == int(value) for value, name in names.items() if (arr == int(value)).any()}
+    # label 0 is what is outside every segment, not a segment
+    return {name: arr == int(value) for value, name in names.items() if int(value) != 0 and (arr == int(value)).any()}
 
 
 def evaluate_volume(model, *, variants: int = 3, steps: Optional[int] = None, rois_per_slice: int = 4,
