@@ -96,7 +96,7 @@ def replace_segment(scene, seg, name: str, mask: Volume, reference) -> None:
     mrml.remove_nodes(scene, [painted])
 
 
-# -- fill ---------------------------------------------------------------------------------------------------------------
+# -- fill --------------------------------------------------------------------------------------------------------------
 def test_fill_on_a_segment_adds_marked_variants_under_the_study(scene, small, tiny, logic):
     ct, tumour = small
     node = mrml.volume_to_node(ct, scene, "lung1")
@@ -143,7 +143,7 @@ def test_healthy_fill_with_the_unconditional_model_is_repaint(scene, small, tiny
         logic.fill(FillParameters(node, seg, sid, mode="regenerate", steps=2, model_dir=str(tiny["slice"])))
 
 
-# -- semantic map -> CT ---------------------------------------------------------------------------------------------------
+# -- semantic map -> CT ------------------------------------------------------------------------------------------------
 def test_build_map_paint_a_nodule_and_render(scene, chest, tiny, logic):
     ct, tumour = chest
     node = mrml.volume_to_node(ct, scene, "lung1")
@@ -201,7 +201,7 @@ def test_erasing_the_real_tumour_renders_where_it_was(scene, chest, tiny, logic)
     np.testing.assert_array_equal(region, tumour.array > 0)
 
 
-# -- bad input ---------------------------------------------------------------------------------------------------------------
+# -- bad input ---------------------------------------------------------------------------------------------------------
 def test_bad_input_is_refused_and_the_scene_is_unchanged(scene, small, chest, tiny, logic):
     ct, tumour = small
     node = mrml.volume_to_node(ct, scene, "lung1")

@@ -141,7 +141,8 @@ def test_widget_builds_its_parameter_node_from_the_declarations_and_writes_no_de
     assert len(calls) == 1 and "defaults.PARAMETERS" in [ast.unparse(a) for a in calls[0].args]
     names = {p.name for p in defaults.PARAMETERS}
     literal = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               and isinstance(n.value, ast.Constant) and not isinstance(n.value.value, bool) and n.value.value is not None
+               and isinstance(n.value, ast.Constant) and not isinstance(n.value.value, bool)
+               and n.value.value is not None
                and any(isinstance(t, ast.Attribute) and t.attr in names for t in n.targets)]
     assert literal == []
 
