@@ -207,7 +207,8 @@ def main() -> None:
                 r = run_child("demo", str(follow), str(steps), "0", *extra)
                 print(f"  generate, {steps} RFlow steps, {'following lung2 map' if follow else 'unguided'}: {r}")
         for size in args.sizes:
-            for tile in (0, 8) if size // 4 > 8 else (0,):
+            half = max(8, (size // 4 // 2 + 3) // 4 * 4)      # a window half the latent's side (multiple of 4)
+            for tile in (0, half) if half < size // 4 else (0,):
                 r = run_child("demo-decode", str(size), "0", str(tile), *extra)
                 print(f"  decode {size}³ {'whole' if tile == 0 else f'in {tile}³-latent windows'}: {r}")
         if args.gpu and torch.cuda.is_available():
