@@ -31,6 +31,7 @@ from ..sample_data import sample_path
 from ..volume import Volume, read_volume
 from . import fidelity as fd
 from .heldout import heldout_regions
+from .montage import MontageBlock, montage_blocks
 
 PRESETS = ("lung1-tumor", "lung2-tumor")
 CASES = ("lung1", "lung2")
@@ -46,6 +47,8 @@ SWEEPS = {"firstorder_Mean": lambda v: v + np.linspace(-150.0, 150.0, SWEEP_POIN
 Log = Callable[[str], None]
 #: the slider sweep also measures each lesion this far inside its edge
 INTERIOR_MM = 3.0
+#: HU window of the sweep's montage (soft tissue: a lesion's texture, not the lung, is what it shows)
+MONTAGE_WINDOW = (-350.0, 250.0)
 
 
 def _normalize(models: TumorModels) -> fd.Normalize:
@@ -155,7 +158,7 @@ def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 
     base, steps = load_preset(preset), steps or models.default_steps
     ranges = training_range(models.normalizer, models.gaussian)
     regions = _regions(len(CASES), seed + 100)
-    result, panels = {}, []
+    result, panels, extremes = {}, [], []
     for feature in TEXTURE_SLIDER_FEATURES:
         t0 = time.perf_counter()
         values = [float(v) for v in (np.linspace(*ranges[feature], SWEEP_POINTS) if feature in ranges
@@ -165,14 +168,19 @@ def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 
         for case, image, mask in regions:
             sliders = {f: float(base[f]) for f in TEXTURE_SLIDER_FEATURES}
             core = interior(mask, np.asarray(image.spacing)[::-1])
-            got, inner = [], []
+            got, inner, rendered = [], [], []
             for v in values:
                 achieved, res = _synth(models, image, mask, base, steps, seed, dict(sliders, **{feature: v}))
                 got.append(float(achieved[j]))
                 inner.append(texture_features(res.volume, core)[feature])
+                rendered.append(res.settings.get("texture_detail"))
+                if out is not None and case == regions[0][0] and v in (values[0], values[-1]):
+                    extremes.append(MontageBlock(image, res.volume, image.with_array(mask.astype(np.uint8)),
+                                                 f"{feature} = {v:.3g} requested, {got[-1]:.3g} achieved "
+                                                 f"(interior {inner[-1]:.3g})"))
             # ρ alone can be 1 for a response of a hundredth of a unit; the slope says whether the slider does anything
             per_region[case] = {"achieved": got, "spearman": fd.slider_monotonicity(values, got),
-                                "slope": float(np.polyfit(values, got, 1)[0]),
+                                "slope": float(np.polyfit(values, got, 1)[0]), "fine_texture": rendered,
                                 "interior": {"voxels": int(core.sum()), "achieved": inner,
                                              "spearman": fd.slider_monotonicity(values, inner),
                                              "slope": float(np.polyfit(values, inner, 1)[0])}}
@@ -186,4 +194,6 @@ def texture_sweep(models: TumorModels, steps: Optional[int] = None, seed: int = 
     if out is not None:
         fd.scatter_plot(Path(out) / "texture_sliders.png", panels,
                         f"Texture sliders from {preset}: requested vs achieved (other features filled)")
+        # each slider at both ends of its range, in a soft-tissue window where a lesion's texture is visible
+        montage_blocks(extremes, Path(out) / "texture_sliders_montage.png", window=MONTAGE_WINDOW, fov_mm=60.0)
     return result
