@@ -89,11 +89,21 @@ def test_the_panel_names_the_sliders_the_model_does_not_follow(tmp_path):
     from radsynth.models import bundled
     from radsynth.pipelines.texture_fill import SLIDER_EVALUATION
 
-    note = sliders.unfollowed_note()   # the bundled card records its sweep (BENCHMARKS.md)
-    assert "Heterogeneity" in note and "Contrast" in note and "Mean" not in note
+    from radsynth.pipelines.texture_fill import TEXTURE_SLIDER_FEATURES, unfollowed
+
     copy = tmp_path / "model"
     shutil.copytree(bundled("demo-tumor-bbdm"), copy)
     card = json.loads((copy / "card.json").read_text())
+    # the bundled card records its sweep (BENCHMARKS.md); the note names exactly the sliders it says are not followed
+    labels = {s.feature: s.label for s in sliders.TEXTURE_SLIDERS}
+    named = unfollowed(card, TEXTURE_SLIDER_FEATURES)
+    note = sliders.unfollowed_note()
+    assert all((labels[f] in note) == (f in named) for f in TEXTURE_SLIDER_FEATURES), note
+    assert (note == "") == (not named)
+    flat = json.loads(json.dumps(card))
+    flat[SLIDER_EVALUATION]["texture"]["glcm_Contrast"].update(spearman=0.5, slope=0.04)   # a flat contrast slider
+    (copy / "card.json").write_text(json.dumps(flat))
+    assert labels["glcm_Contrast"] in sliders.unfollowed_note(str(copy))
     del card[SLIDER_EVALUATION]
     (copy / "card.json").write_text(json.dumps(card))
     assert sliders.unfollowed_note(str(copy)) == "", "a model with no recorded sweep is not judged"
