@@ -68,7 +68,7 @@ def test_ping_round_trip(client):
 def test_remove_in_worker(client, lung2, scratch):
     image, label = lung2
     events = []
-    result = run_in_worker("remove", image, label, steps=FAST, model_dir=MODELS, client=client,
+    result = run_in_worker("remove", image, label, steps=FAST, removal="bridge", model_dir=MODELS, client=client,
                            progress=lambda f, s: events.append((f, s)))
     assert result.volume.is_synthetic and result.volume.same_grid(image)
     assert result.volume.array.dtype == image.array.dtype
@@ -98,8 +98,8 @@ def test_synthesize_in_worker_returns_features(client, lung2, scratch):
 
 def test_models_stay_loaded(client, lung2, scratch):
     image, label = lung2
-    run_in_worker("remove", image, label, steps=2, model_dir=MODELS, client=client)
-    again = run_in_worker("remove", image, label, steps=2, model_dir=MODELS, client=client)
+    run_in_worker("remove", image, label, steps=2, removal="bridge", model_dir=MODELS, client=client)
+    again = run_in_worker("remove", image, label, steps=2, removal="bridge", model_dir=MODELS, client=client)
     assert again.report()["worker"]["models_cached"] is True
     assert client.ping()["models_loaded"] is True
 
@@ -127,7 +127,7 @@ def test_cancel_mid_sampling_is_quick_and_cooperative(client, lung2, scratch):
     client.ping()  # started, so a restart would show as a new pid
     pid = client.pid
     with pytest.raises(CancelledError):
-        run_in_worker("remove", image, label, steps=200, model_dir=MODELS, client=client,
+        run_in_worker("remove", image, label, steps=200, removal="bridge", model_dir=MODELS, client=client,
                       progress=progress, cancel=token)
     latency = time.perf_counter() - marks["cancel"]
     step = max(b - a for a, b in zip(step_times, step_times[1:]))
@@ -148,10 +148,11 @@ def test_killed_worker_raises_and_next_call_restarts(client, lung2, scratch):
             os.kill(client.pid, signal.SIGKILL)
 
     with pytest.raises(WorkerError, match="stopped unexpectedly.*signal 9"):
-        run_in_worker("remove", image, label, steps=50, model_dir=MODELS, client=client, progress=progress)
+        run_in_worker("remove", image, label, steps=50, removal="bridge", model_dir=MODELS, client=client,
+                      progress=progress)
     assert killed and client.pid is None
     assert list(scratch.iterdir()) == []
-    result = run_in_worker("remove", image, label, steps=2, model_dir=MODELS, client=client)
+    result = run_in_worker("remove", image, label, steps=2, removal="bridge", model_dir=MODELS, client=client)
     assert result.volume.is_synthetic and client.pid not in (None, killed[0])
 
 

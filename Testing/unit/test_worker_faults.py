@@ -66,7 +66,8 @@ def test_the_worker_dies_during_a_stage(tmp_path, monkeypatch, stage):
     image, label = sample_path("lung1", "image"), sample_path("lung1", "label")
     result = CliRunner().invoke(app, ["tumor", "remove", "--image", str(image), "--mask", str(label), "--out",
                                       str(out / "o.nrrd"), "--out-mask", str(out / "m.nrrd"), "--report",
-                                      str(out / "r.json"), "--steps", "2", "--worker"])
+                                      str(out / "r.json"), "--steps", "2", "--removal", "bridge",
+                                      "--worker"])
     assert result.exit_code == 2, result.output
     first = result.stderr.strip().splitlines()[0]
     assert first == ("Error: The background worker stopped unexpectedly: it was killed by signal 9. It will be "

@@ -129,16 +129,19 @@ def _run(op: str, image: Path, mask: Optional[Path], out: Path, out_mask, report
                   input_paths)
 
 
+REMOVAL = declared("remove", "removal", "--removal")
+
+
 @tumor_app.command("remove")
 def tumor_remove(image: Path = IMAGE, mask: Path = typer.Option(..., "--mask", help="Tumour mask (label volume, "
                                                                                     "any grid)."),
                  out: Path = OUT, out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT,
-                 margin: float = declared("remove", "margin_mm", "--margin"),
+                 margin: float = declared("remove", "margin_mm", "--margin"), removal: str = REMOVAL,
                  steps: Optional[int] = STEPS, seed: int = SEED, eta: Optional[float] = ETA,
                  device: Device = DEVICE, models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Replace the tumour under MASK with plausible healthy tissue."""
     _run("remove", image, mask, out, out_mask, report, steps, seed, eta, device, models, in_process,
-         lambda _given: ({"margin_mm": margin}, {}))
+         lambda _given: ({"margin_mm": margin, "removal": removal}, {}))
 
 
 @tumor_app.command("synthesize")
@@ -231,7 +234,7 @@ def tumor_move(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
                                                                                  "--to-ras."),
                others: Optional[list[Path]] = typer.Option(None, "--avoid", help="Other tumours not to overlap "
                                                                                  "(repeatable)."),
-               out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT,
+               out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT, removal: str = REMOVAL,
                steps: Optional[int] = STEPS, seed: int = SEED, eta: Optional[float] = ETA, device: Device = DEVICE,
                models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Move a tumour: remove it, then synthesize the same shape and texture at the new place."""
@@ -251,7 +254,8 @@ def tumor_move(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
             center, _ = mask_center_and_extent(given.image, tumour)
             shift = tuple(float(t - c) for t, c in zip(to_lps, center))
         given.site.check_region(given.site.shifted(tumour, shift), "The moved tumour")
-        return {"shift_lps": shift, "others": [given.read_mask(p, "--avoid") for p in others or []]}, {}
+        return {"shift_lps": shift, "others": [given.read_mask(p, "--avoid") for p in others or []],
+                "removal": removal}, {}
 
     _run("move", image, mask, out, out_mask, report, steps, seed, eta, device, models, in_process, options,
          {"to_ras": to_ras, "shift_ras": shift_ras}, {"--avoid": list(others or [])})
@@ -265,7 +269,7 @@ def tumor_resize(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
                  scale: Optional[float] = declared("resize", "scale", help="Linear scale factor about the tumour's "
                                                   "centre; range 0.1–5; no default: give this or --volume-ml. "
                                                   "Excludes --volume-ml."),
-                 out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT,
+                 out_mask: Optional[Path] = OUT_MASK, report: Optional[Path] = REPORT, removal: str = REMOVAL,
                  steps: Optional[int] = STEPS, seed: int = SEED, eta: Optional[float] = ETA,
                  device: Device = DEVICE, models: Optional[Path] = MODELS, in_process: bool = IN_PROCESS) -> None:
     """Resize a tumour about its centre, keeping its texture."""
@@ -273,7 +277,7 @@ def tumor_resize(image: Path = IMAGE, mask: Path = MASK, out: Path = OUT,
         if (volume_ml is None) == (scale is None):
             raise RadSynthError("Give either --volume-ml or --scale (not both).")
     _run("resize", image, mask, out, out_mask, report, steps, seed, eta, device, models, in_process,
-         lambda _given: ({"volume_ml": volume_ml, "scale": scale}, {}),
+         lambda _given: ({"volume_ml": volume_ml, "scale": scale, "removal": removal}, {}),
          {"volume_ml": volume_ml, "scale": scale})
 
 

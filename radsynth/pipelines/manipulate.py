@@ -10,7 +10,7 @@ Every operation validates all of its inputs before generating anything, so a ref
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -59,12 +59,20 @@ def _combine(first: Result, second: Result, operation: str, mask: np.ndarray) ->
                   second.models, settings, first.warnings + second.warnings)
 
 
+#: remover(image, mask, progress, cancel) -> Result: replaces the tissue under ``mask`` with healthy tissue
+Remover = Callable[[Volume, Volume, Optional[ProgressFn], Optional[CancelToken]], Result]
+
+
 def _remove_then_synthesize(operation: str, image: Volume, old: np.ndarray, cleared: np.ndarray, new: np.ndarray,
-                            models: TumorModels, steps, eta, seed, progress, cancel) -> Result:
-    """Clear ``cleared`` with healthy tissue, then grow ``new`` with the texture measured on ``old`` beforehand."""
+                            models: TumorModels, steps, eta, seed, progress, cancel,
+                            remover: Optional[Remover] = None) -> Result:
+    """Clear ``cleared`` with healthy tissue (``remover``, default the bridge's removal), then grow ``new`` with the
+    texture measured on ``old`` beforehand."""
     target = texture_features(image, old)
-    removed = remove(image, image.label_like(cleared), models, steps=steps, eta=eta, seed=seed,
-                     progress=span(progress, 0.0, 0.5, "remove"), cancel=cancel)
+    if remover is None:
+        def remover(img, mask, prog, tok):
+            return remove(img, mask, models, steps=steps, eta=eta, seed=seed, progress=prog, cancel=tok)
+    removed = remover(image, image.label_like(cleared), span(progress, 0.0, 0.5, "remove"), cancel)
     placed = synthesize(removed.volume, image.label_like(new), models, target=target, steps=steps, eta=eta,
                         seed=seed, progress=span(progress, 0.5, 1.0, "synthesize"), cancel=cancel)
     return _combine(removed, placed, operation, new)
@@ -79,19 +87,21 @@ def _check_target(image: Volume, mask: np.ndarray, models: TumorModels, others: 
 
 def move(image: Volume, tumor: Volume, shift_lps, *, others: Sequence[Volume] = (),
          models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
-         seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
+         seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+         remover: Optional[Remover] = None) -> Result:
     """Move ``tumor`` by ``shift_lps`` (mm): same shape, same texture features, at the new place."""
     models = models or load_models()
     check_ct(image)
     old = mask_on_grid(tumor, image).array.astype(bool)
     new = transform_mask(image, old, shift_lps=shift_lps)
     _check_target(image, new, models, others)
-    return _remove_then_synthesize("move", image, old, old, new, models, steps, eta, seed, progress, cancel)
+    return _remove_then_synthesize("move", image, old, old, new, models, steps, eta, seed, progress, cancel, remover)
 
 
 def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, scale: Optional[float] = None,
            models: Optional[TumorModels] = None, steps: Optional[int] = None, eta: Optional[float] = None,
-           seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Result:
+           seed: int = 0, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+           remover: Optional[Remover] = None) -> Result:
     """Scale ``tumor`` about its centre to ``volume_ml`` (or by a linear ``scale``), keeping its texture."""
     models = models or load_models()
     check_ct(image)
@@ -108,7 +118,8 @@ def resize(image: Volume, tumor: Volume, *, volume_ml: Optional[float] = None, s
     new = transform_mask(image, old, scale=scale)
     union = old | new
     check_mask_fits(image, union, models.spec, REACH_MM)
-    return _remove_then_synthesize("resize", image, old, union, new, models, steps, eta, seed, progress, cancel)
+    return _remove_then_synthesize("resize", image, old, union, new, models, steps, eta, seed, progress, cancel,
+                                   remover)
 
 
 def retexture(image: Volume, tumor: Volume, target: Mapping[str, float], *,

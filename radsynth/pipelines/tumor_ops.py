@@ -26,6 +26,15 @@ SYNTH_MARGIN = Option(
     "margin_mm", "float", 1.5, "Rim around the mask generated with it", unit="mm", min=0.0, max=10.0,
     reason="One model voxel: the codec's soft lesion edge then straddles the mask as a real tumour's edge straddles "
            "its segmentation; filling the mask exactly put the whole-mask mean ~150 HU too low (BENCHMARKS.md).")
+#: the mask-conditioned slice model of DiffusionInpaint (``radsynth.pipelines.inpaint.FILL_MODEL``), named here so
+#: these declarations stay free of the inpaint package
+FILL_MODEL = "diffusion-inpaint"
+REMOVALS = ("inpaint", "bridge")
+REMOVAL = Option(
+    "removal", "choice", "inpaint", "How the old tumour is replaced by healthy tissue: inpaint (DiffusionInpaint's "
+    "healthy fill, slice by slice) or bridge (the texture model's own removal)", choices=REMOVALS,
+    reason="On lung2's 24.6 mL tumour against the chest wall (ring 3-12 mm around: -390 HU) the inpaint fill leaves "
+           "-847 HU inside, the bridge -27 HU: the bridge refills it with soft tissue (docs/adr/0012).")
 TARGET = Option("target", "mapping", None, "Target texture features (pyradiomics names → values)")
 OVERRIDES = Option("overrides", "mapping", None, "Single texture features to set; correlated ones follow")
 #: the shape sliders; the volume slider stops where the extent still fits the demo texture model's 96 mm box
@@ -44,7 +53,8 @@ TUMOUR_MASK = "The existing tumour (label volume, any grid)."
 
 REMOVE = register(Operation(
     "remove", MODULE, "Replace the tumour under the mask with plausible healthy tissue.", RUN + "remove",
-    (REMOVE_MARGIN, *COMMON), mask_help="Tumour mask (label volume, any grid).", model_kinds=(TEXTURE_MODEL,)))
+    (REMOVAL, REMOVE_MARGIN, *COMMON), mask_help="Tumour mask (label volume, any grid).",
+    model_kinds=(TEXTURE_MODEL, FILL_MODEL)))
 SYNTHESIZE = register(Operation(
     "synthesize", MODULE, "Grow a tumour inside the mask whose texture matches a tumour, a feature file or a "
     "preset.", RUN + "synthesize", (*TEXTURE, SYNTH_MARGIN, *COMMON),
@@ -63,10 +73,10 @@ PLACE = register(Operation(
 MOVE = register(Operation(
     "move", MODULE, "Move a tumour: remove it, then synthesize the same shape and texture at the new place.",
     RUN + "move", (Option("shift_lps", "vector", None, "Shift (LPS)", unit="mm"),
-                   Option("others", "volumes", None, "Other tumours not to overlap"), *COMMON),
-    mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL,)))
+                   Option("others", "volumes", None, "Other tumours not to overlap"), REMOVAL, *COMMON),
+    mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL, FILL_MODEL)))
 RESIZE = register(Operation(
     "resize", MODULE, "Resize a tumour about its centre, keeping its texture.", RUN + "resize",
     (Option("volume_ml", "float", None, "New volume", unit="mL", min=0.01, max=1000.0),
-     Option("scale", "float", None, "Linear scale factor", min=0.1, max=5.0), *COMMON),
-    mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL,)))
+     Option("scale", "float", None, "Linear scale factor", min=0.1, max=5.0), REMOVAL, *COMMON),
+    mask_help=TUMOUR_MASK, model_kinds=(TEXTURE_MODEL, FILL_MODEL)))
