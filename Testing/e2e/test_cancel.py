@@ -124,7 +124,8 @@ def _command(stage: str, out: Path) -> list[str]:
                 str(sample_path("lung1", "label")), "--texture-from", f"{image},{label}", "--out", str(out),
                 "--steps", steps]
     return ["tumor", "remove", "--image", str(image), "--mask", str(label), "--out", str(out), "--out-mask",
-            str(out.with_name("mask.nrrd")), "--report", str(out.with_name("r.json")), "--steps", steps]
+            str(out.with_name("mask.nrrd")), "--report", str(out.with_name("r.json")), "--steps", steps,
+            "--removal", "bridge"]      # the stages hooked here are the bridge's (sampling = its sampler loop)
 
 
 CASES = [("starting", "--in-process"), ("reading", "--in-process"), ("radiomics", "--in-process"),

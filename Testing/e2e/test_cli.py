@@ -75,7 +75,8 @@ def test_remove_writes_marked_int16_nrrd(tmp_path, lung2):
 
     doc = json.loads(report.read_text())
     assert doc["operation"] == "remove" and doc["steps"] == int(FAST) and doc["software"]["radsynth"]
-    assert doc["result"]["timings_s"]["sample"] > 0 and doc["result"]["models"]
+    assert doc["result"]["timings_s"]["fill"] > 0 and doc["result"]["models"]
+    assert doc["result"]["settings"]["removal"] == "inpaint"      # the default since ADR 0012
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out_mask))) > 0, label > 0)
 
 

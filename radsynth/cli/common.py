@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import CancelledError, InvalidMaskError, RadSynthError
+from ..errors import CancelledError, InvalidMaskError, ModelError, RadSynthError
 from ..outputs import JSON_SUFFIXES, NRRD_SUFFIXES, Destination, check_destinations, discard_all, stage
 from ..pipelines import registry
 from ..progress import CancelToken, ProgressFn
@@ -284,6 +284,9 @@ def run_operation(op: str, image_path: Path, mask_path: Optional[Path], out: Pat
             {"--out": Destination(out, "--out", NRRD_SUFFIXES, NRRD_REASON),
              "--out-mask": Destination(out_mask, "--out-mask", NRRD_SUFFIXES, NRRD_REASON) if out_mask else None,
              "--report": Destination(report, "--report", JSON_SUFFIXES) if report else None})
+        if models is not None and not Path(models).is_dir():
+            # said before any work: an operation that does not load the model --models replaces would ignore it
+            raise ModelError(f"Model folder not found: {models}")
         with progress_bar() as progress:
             def work():
                 client = None if in_process else WorkerClient(cancel_grace_s=CANCEL_GRACE_S / 2)
