@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--skip-repaint", action="store_true")
     a = ap.parse_args()
     torch.set_flush_denormal(True)
-    folder = (lambda n: str(a.models / n)) if a.models else (lambda n: None)
+    from radsynth import models
+    folder = (lambda n: str(a.models / n)) if a.models else (lambda n: str(models.find(n).folder))
     ct = read_volume(sample_path("lung1", "image"))
     ball = ct.label_like(ellipsoid(ct, np.array([24, 330, 150]), np.array([15.0, 15.0, 15.0])))
     rows: dict = {"threads": torch.get_num_threads(), "ct": "lung1 (5 mm slices)", "region": "30 mm ball in lung"}
