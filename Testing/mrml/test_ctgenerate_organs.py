@@ -140,13 +140,17 @@ def test_cancel_keeps_a_partial_labelled_result_and_variants_go_in_a_folder(scen
     assert sh.GetItemName(parent) == "lung1 map organs" and parent == sh.GetItemParent(sh.GetItemByDataNode(second))
 
 
+#: CTGenerate.py's live-view timer (the module imports Qt, so it is not imported here)
+LIVE_MS = 400
+
+
 def watch_live(logic, request, scene, run_engine):
     """Run the engine on a thread (each sampler step slowed a little) and poll the live view as the panel's timer
     does; returns the slice counts the growing node showed, its modified events, and the engine's result."""
     out, seen, events = [], [], []
 
     def slow(_fraction, _stage):
-        time.sleep(0.03)
+        time.sleep(0.1)
 
     thread = threading.Thread(target=lambda: out.append(run_engine(request, slow)))
     thread.start()
@@ -159,7 +163,7 @@ def watch_live(logic, request, scene, run_engine):
             dims = node.GetImageData().GetDimensions()[2]
             if not seen or seen[-1] != dims:
                 seen.append(dims)
-        time.sleep(0.01)
+        time.sleep(LIVE_MS / 1000)      # the panel's timer interval: polling 40x faster crashed VTK once (abort)
     thread.join()
     return seen, events, node, out[0]
 
