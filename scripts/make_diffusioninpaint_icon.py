@@ -11,24 +11,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_icons import ROOT, SCALE, SIZE, _sparkle  # noqa: E402
+from make_icons import ROOT, _sparkle, canvas, chest, finish, save  # noqa: E402
 
 OUTLINE = (120, 200, 255, 255)
 
 
 def icon() -> Image.Image:
-    s = SIZE * SCALE
-    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    u = s / 128
-    d.rounded_rectangle([2 * u, 2 * u, 126 * u, 126 * u], radius=22 * u, fill=(28, 34, 48, 255))
-    d.ellipse([12 * u, 26 * u, 116 * u, 106 * u], fill=(150, 150, 150, 255))       # body
-    d.ellipse([22 * u, 36 * u, 60 * u, 96 * u], fill=(40, 40, 40, 255))            # right lung
-    d.ellipse([68 * u, 36 * u, 106 * u, 96 * u], fill=(40, 40, 40, 255))           # left lung
-    d.ellipse([57 * u, 84 * u, 71 * u, 98 * u], fill=(235, 235, 235, 255))         # vertebra
+    img, d, u = canvas()
+    chest(d, u)
     # the region: lung texture (fine speckle) fading in from the bottom, as the fill goes slice by slice
     cx, cy, r = 87 * u, 64 * u, 15 * u
     rng = np.random.default_rng(1)
@@ -41,14 +34,11 @@ def icon() -> Image.Image:
         a0 = 360 * k / 16
         d.arc([cx - r, cy - r, cx + r, cy + r], a0, a0 + 13, fill=OUTLINE, width=int(2.5 * u))
     _sparkle(d, 104 * u, 24 * u, 15 * u)
-    return img.filter(ImageFilter.SMOOTH).resize((SIZE, SIZE), Image.LANCZOS)
+    return finish(img)
 
 
 def main() -> None:
-    path = ROOT / "DiffusionInpaint" / "Resources" / "Icons" / "DiffusionInpaint.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    icon().save(path, optimize=True)
-    print(path.relative_to(ROOT), path.stat().st_size, "bytes")
+    save(icon(), ROOT / "DiffusionInpaint" / "Resources" / "Icons" / "DiffusionInpaint.png")
 
 
 if __name__ == "__main__":
