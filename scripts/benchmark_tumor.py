@@ -25,6 +25,7 @@ from radsynth.pipelines.tumor import remove, synthesize
 from radsynth.radiomics import load_preset
 from radsynth.sample_data import sample_path
 from radsynth.volume import read_volume
+from radsynth.worker.runner import Runner
 
 
 def peak_rss_mb() -> float:
@@ -39,19 +40,22 @@ def timing(models, repeats: int) -> dict:
     point = lung1.index_to_physical(np.argwhere(where.array > 0).mean(0)[None])[0]
     shape_model = load_shape_model(device=models.device)
     out = {}
-    for name, run in (("remove", lambda: remove(lung2, label2, models)),
-                      ("synthesize", lambda: synthesize(lung1, where, models, target=target)),
-                      ("place", lambda: manipulate.place(lung1, target, point_lps=point, models=models,
-                                                         shape_model=shape_model,
-                                                         shape_features={"volume_ml": 4.0})),
-                      ("move", lambda: manipulate.move(lung1, where, (0.0, 10.0, 0.0), models=models))):
-        runs = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            result = run()
-            runs.append(dict(result.timings, total=time.perf_counter() - t))
-        out[name] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
-        print(f"{name:10s} " + "  ".join(f"{k} {v:.2f}s" for k, v in out[name].items()), flush=True)
+    # the CLI's and the panel's removal (DiffusionInpaint's healthy fill, ADR 0012) runs through the registry
+    with Runner() as runner:
+        for name, run in (("remove (default: inpaint)", lambda: runner("remove", lung2, label2)),
+                          ("remove (bridge)", lambda: remove(lung2, label2, models)),
+                          ("synthesize", lambda: synthesize(lung1, where, models, target=target)),
+                          ("place", lambda: manipulate.place(lung1, target, point_lps=point, models=models,
+                                                             shape_model=shape_model,
+                                                             shape_features={"volume_ml": 4.0})),
+                          ("move", lambda: manipulate.move(lung1, where, (0.0, 10.0, 0.0), models=models))):
+            runs = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                result = run()
+                runs.append(dict(result.timings, total=time.perf_counter() - t))
+            out[name] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+            print(f"{name:10s} " + "  ".join(f"{k} {v:.2f}s" for k, v in out[name].items()), flush=True)
     return out
 
 
