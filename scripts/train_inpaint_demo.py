@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         steps_before = int(prior.card.get("training", {}).get("steps", 0))
         seconds_before = float(prior.card.get("training", {}).get("seconds", 0.0))
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr)
-    # the mask-conditioned model is the healthy filler: its targets never hold a tumour, and half its lesion masks
-    # sit on the lung's edge (docs/diffusion-inpaint.md, "Removal against the chest wall")
+    # the mask-conditioned model is the healthy filler: neither its targets nor its context ever show a tumour, and
+    # half its lesion masks sit on the lung's edge (docs/diffusion-inpaint.md, "Removal against the chest wall")
     healthy = a.model == "palette"
     draw = {"organ_values": (L.LEFT_LUNG, L.RIGHT_LUNG, L.TRACHEA) + (() if healthy else (L.NODULE,)),
-            "lung_values": (L.LEFT_LUNG, L.RIGHT_LUNG), "avoid_values": L.NODULES if healthy else (),
+            "lung_values": (L.LEFT_LUNG, L.RIGHT_LUNG), "avoid_values": L.NODULES if healthy else (), "avoid_in_context": healthy,
             "lesion_mm": (5.0, 55.0)}
     losses, t0, step = [], time.perf_counter(), 0
     for step in range(1, a.steps + 1):

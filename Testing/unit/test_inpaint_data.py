@@ -93,6 +93,25 @@ def test_training_slices_and_neighbours():
         assert np.isin(b["labels"][n][b["mask"][n, 0] > 0], (L.LEFT_LUNG, L.RIGHT_LUNG, L.TRACHEA)).any()
 
 
+def test_healthy_draws_can_keep_nodules_out_of_the_context():
+    """A healthy-fill model's crops never show a labelled nodule, on their slice or the neighbour slice, when asked."""
+    from radsynth.pipelines.inpaint.auto_map import auto_map
+    ct = _chest()
+    nodule = _add_sphere(ct, (-60.0, -0.0, -55.0), 8.0, 30.0)
+    labels = auto_map(ct).map
+    labels.array[nodule] = L.NODULE
+    vol = D.slice_volume("chest", ct, labels, 3.0, (-1000.0, 400.0))
+    draw = dict(organ_values=(L.LEFT_LUNG, L.RIGHT_LUNG), lung_values=(L.LEFT_LUNG, L.RIGHT_LUNG),
+                avoid_values=L.NODULES)
+    seen = D.batch([vol], 48, 32, np.random.default_rng(4), **draw)
+    assert any(np.isin(lab, L.NODULES).any() for lab in seen["labels"]), "without it the nodule shows as context"
+    clean = D.batch([vol], 48, 32, np.random.default_rng(4), avoid_in_context=True, **draw)
+    for n in range(48):
+        _, k, nk, cy, cx = clean["where"][n]
+        assert not np.isin(clean["labels"][n], L.NODULES).any()
+        assert not np.isin(D._crop(vol.labels, nk, cy, cx, 32, 0), L.NODULES).any()
+
+
 # -- LUNA16 / LIDC-IDRI ---------------------------------------------------------------------------------------------
 UID_A, UID_B, UID_C = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100", "1.3.6.1.4.1.14519.5.2.1.6279.6001.200", "1.3.6.9.999"
 

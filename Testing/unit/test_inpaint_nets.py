@@ -280,6 +280,20 @@ def test_each_slice_is_conditioned_on_the_one_generated_before(lung1):
     assert res.region.image.shape[0] == len(ks) + 2
 
 
+def test_auto_direction_starts_from_the_end_that_looks_like_the_surroundings():
+    """The first slice is conditioned on a real one: auto picks the bounding slice whose footprint matches the ring
+    around the region (lung2's tumour on the diaphragm came back as soft tissue when filled from below)."""
+    from radsynth.pipelines.inpaint.slices import start_end
+    image = np.full((6, 40, 40), -0.8)                 # lung around the region, model units
+    grow = np.zeros(image.shape, bool)
+    grow[1:5, 12:28, 12:28] = True
+    image[grow] = 0.1                                  # the tumour being removed
+    image[0, 12:28, 12:28] = 0.1                       # below: soft tissue under the region
+    image[5, 12:28, 12:28] = -0.75                     # above: lung
+    assert start_end(image, grow, (1.25, 1.25)) == "down"
+    assert start_end(image[::-1].copy(), grow[::-1].copy(), (1.25, 1.25)) == "up"
+
+
 def test_repaint_and_sdm_fillers_keep_outside_voxels(lung1):
     ct, tumour = lung1
     unc = _randomised(InpaintUNet({**TINY, "mask_input": False}))

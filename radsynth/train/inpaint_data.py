@@ -12,7 +12,9 @@ fill organ-shaped holes and nothing else; a user draws any shape):
 Half the lesion masks are centred on the lung's edge (pleura, mediastinum) when the volume has a map: a tumour
 removed there must be refilled with the lung on one side and the chest wall on the other, the case TumorSynth's
 removal got wrong. ``healthy`` draws refuse any mask that covers a labelled nodule, so a model trained for healthy
-fill never learns to paint a tumour back.
+fill never learns to paint a tumour back; with ``avoid_in_context`` they also refuse a crop (or its neighbour slice)
+that shows one, so that the tumours of the two training CTs are not part of what the model learns as healthy
+anatomy either (lung2's is the removal the project demonstrates).
 
 Every mask leaves at least ``MIN_CONTEXT`` of the crop as context and is never empty.
 """
@@ -169,11 +171,11 @@ def _lung_edge(labels_k: np.ndarray, lung_values: Sequence[int]) -> np.ndarray:
 
 def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
            weights: dict[str, float] | None = None, organ_values: Sequence[int] = (),
-           lung_values: Sequence[int] = (), avoid_values: Sequence[int] = (),
+           lung_values: Sequence[int] = (), avoid_values: Sequence[int] = (), avoid_in_context: bool = False,
            lesion_mm: tuple[float, float] = (5.0, 40.0)) -> SliceSample:
     """One training crop: a random slice (not the first or last) of a random volume, centred inside the body (for
     half the lesion masks, on the edge of a ``lung_values`` structure). A mask covering any ``avoid_values`` voxel is
-    drawn again."""
+    drawn again, and with ``avoid_in_context`` so is a crop whose slice or neighbour slice shows one."""
     weights = weights or {"random": 1.0, "lesion": 1.0, "organ": 1.0 if organ_values else 0.0}
     kinds = [k for k in MASK_KINDS if weights.get(k, 0) > 0]
     p = np.array([weights[k] for k in kinds], float)
@@ -206,6 +208,9 @@ def sample(volumes: Sequence[SliceVolume], size: int, rng: np.random.Generator,
             if mask is None:
                 continue
         if avoid_values and lab is not None and np.isin(lab[mask], avoid_values).any():
+            continue
+        if avoid_in_context and lab is not None and (
+                np.isin(lab, avoid_values).any() or np.isin(_crop(v.labels, nk, cy, cx, size, 0), avoid_values).any()):
             continue
         return SliceSample(image, neighbour, mask, lab, kind, (vi, k, nk, int(cy), int(cx)))
     raise RadSynthError("Could not draw a training slice: the volumes have no body voxels (or no organ labels).")

@@ -25,8 +25,11 @@ MARGIN = Option("margin_mm", "float", 2.0, "Rim around the region regenerated wi
                        "regenerates it.")
 FEATHER = Option("feather_mm", "float", 3.0, "Band beyond the rim over which the fill fades into the CT", unit="mm",
                  min=0.0, max=10.0, reason="The same blend as TumorSynth's; no visible seam on the sample CTs.")
-DIRECTION = Option("direction", "choice", "up", "Order in which axial slices are filled (each from the one before)",
-                   choices=("up", "down"))
+DIRECTION = Option("direction", "choice", "auto", "Order in which axial slices are filled (each from the one before); "
+                   "auto starts from the end whose real neighbouring slice looks most like the tissue around the region",
+                   choices=("auto", "up", "down"),
+                   reason="The fill carries the first real slice through the region: filled upwards, lung2's tumour on "
+                          "the diaphragm came back as soft tissue (docs/diffusion-inpaint.md).")
 JUMP = Option("jump_length", "int", None, "RePaint: levels jumped back for resampling (unset: the card's, else 5)",
               min=0, max=100)
 RESAMPLE = Option("resample", "int", None, "RePaint: passes through each checkpoint (unset: the card's, else 2)",

@@ -8,7 +8,8 @@ Steps, as TumorSynth's region operations (``radsynth.region``):
    with the card's window;
 2. the region to generate is the mask grown by ``margin_mm`` + ``feather_mm`` in-plane: the model fills it all,
    so the feathered band holds generated tissue to blend with;
-3. slices in order (``direction`` "up": foot → head, "down": head → foot); the first is conditioned on the real
+3. slices in order (``direction`` "up": foot → head, "down": head → foot; "auto": from the end whose real bounding
+   slice looks most like the tissue around the region, :func:`start_end`); the first is conditioned on the real
    slice just outside the region, each next one on the slice generated before it;
 4. :func:`radsynth.region.paste`: full replacement within mask + margin, a linear blend over the feather, the
    model's change (not its raw output) where it is small; every voxel farther away is bit-identical to the input.
@@ -27,6 +28,7 @@ from typing import Any, Callable, Optional, Protocol
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from ...errors import InvalidImageError, InvalidMaskError, RadSynthError
 from ...geometry import axial_axis
@@ -35,10 +37,11 @@ from ...region import Region, RegionSpec, blend_weight, crop_grid, extract, mask
 from ...samplers import ddim, repaint
 from ...samplers.guidance import classifier_free
 from ...volume import Volume, check_ct, mask_on_grid
+from . import DIRECTION
 
 MARGIN_MM = 2.0
 FEATHER_MM = 3.0
-DIRECTIONS = ("up", "down")
+DIRECTIONS = DIRECTION.choices
 #: tissue kept around a region on each side, as in training (an 80 mm crop around lesions up to 55 mm)
 CONTEXT_MM = 12.0
 #: crops grow in steps the UNet's downsampling divides; at most this many times the trained crop (time and memory)
@@ -89,6 +92,7 @@ class FillResult:
     evaluations: int                # network evaluations in all (per guidance branch)
     seconds: float
     warnings: list[str]
+    direction: str                  # the order used ("up" or "down"; "auto" resolved)
     region: Region = dataclasses.field(repr=False)
     generated: np.ndarray = dataclasses.field(repr=False)   # model-grid result, (k, j, i) in [-1, 1]
 
@@ -154,7 +158,7 @@ def _grow_in_plane(mask: np.ndarray, spacing_ij: tuple[float, float], reach_mm: 
 
 
 def fill_region(ct: Volume, mask: Volume, filler: SliceFiller, spec: SliceModelSpec, *,
-                margin_mm: float = MARGIN_MM, feather_mm: float = FEATHER_MM, direction: str = "up",
+                margin_mm: float = MARGIN_MM, feather_mm: float = FEATHER_MM, direction: str = "auto",
                 seed: int = 0, device: torch.device | str = "cpu", progress: Optional[ProgressFn] = None,
                 cancel: Optional[CancelToken] = None) -> FillResult:
     """Fill the voxels of ``mask`` (any label volume; every non-zero voxel) slice by slice; see the module doc."""
@@ -181,6 +185,8 @@ def fill_region(ct: Volume, mask: Volume, filler: SliceFiller, spec: SliceModelS
     grow = _grow_in_plane(_touched(ct, on_grid, region), box.spacing[:2], reach)
     grow[0] = grow[-1] = False                   # the bounding slices stay real: they are the first neighbours
     todo = [k for k in range(1, box.size[2] - 1) if grow[k].any()]
+    if direction == "auto":
+        direction = start_end(region.image, grow, box.spacing[:2])
     if direction == "down":
         todo = todo[::-1]
     state = torch.from_numpy(region.image.copy())[:, None]   # (k, 1, H, W)
@@ -199,7 +205,33 @@ def fill_region(ct: Volume, mask: Volume, filler: SliceFiller, spec: SliceModelS
     generated = state[:, 0].numpy()
     out_volume = paste(ct, region, generated, on_grid, margin_mm=margin_mm, feather_mm=feather_mm)
     return FillResult(out_volume, len(todo), len(todo) * int(filler.evaluations), time.perf_counter() - t0,
-                      warnings, region, generated)
+                      warnings, direction, region, generated)
+
+
+#: the in-plane ring around the region that says what tissue surrounds it
+RING_MM = 6.0
+
+
+def start_end(image: np.ndarray, grow: np.ndarray, spacing_ij) -> str:
+    """"up" or "down": start from the bounding slice whose footprint of the region is closest in mean value to the
+    ring of tissue around the region in the slices it fills.
+
+    The first slice is conditioned on that real slice, and the fill carries what it shows through the region: lung2's
+    tumour sits on the diaphragm, its slice below shows soft tissue where the tumour was (+3 HU) and the slice above
+    lung (−669 HU); filled upwards from below, a slice model trained 9 400 steps put the soft tissue back (−408 HU
+    inside), filled downwards −652 HU (the ring around it: −390 HU)."""
+    footprint = grow.any(axis=0)
+    filled = np.flatnonzero(grow.any(axis=(1, 2)))
+    spacing = np.asarray(spacing_ij, dtype=np.float64)[::-1]
+    ring = np.zeros_like(grow)
+    for k in filled:
+        dist = ndimage.distance_transform_edt(~grow[k], sampling=spacing)
+        ring[k] = (dist > 0) & (dist <= RING_MM)
+    if not ring.any():
+        return "up"
+    around = float(image[ring].mean())
+    below, above = (abs(float(image[k][footprint].mean()) - around) for k in (0, image.shape[0] - 1))
+    return "up" if below <= above else "down"
 
 
 # -------------------------------------------------------------------------------------------------------- fillers
@@ -330,11 +362,11 @@ def run_fill(ctx: Any, image: Volume, mask: Volume, **o: Any) -> Any:
         strength, method = 1.0, "RePaint"
     res = fill_region(image, mask, filler, SliceModelSpec.from_card(net.card),
                       margin_mm=float(o.get("margin_mm", MARGIN_MM)), feather_mm=float(o.get("feather_mm", FEATHER_MM)),
-                      direction=o.get("direction", "up"), seed=int(o.get("seed", 0)), device=_device(net),
+                      direction=o.get("direction", DIRECTION.default), seed=int(o.get("seed", 0)), device=_device(net),
                       progress=ctx.progress, cancel=ctx.cancel)
     settings = {**s, "mode": mode, "strength": strength, "method": method, "seed": int(o.get("seed", 0)),
                 "margin_mm": o.get("margin_mm", MARGIN_MM), "feather_mm": o.get("feather_mm", FEATHER_MM),
-                "direction": o.get("direction", "up")}
+                "direction": res.direction}
     return _result("fill", image, image.label_like(mask_on_grid(mask, image).array > 0), res, net, settings)
 
 
@@ -367,7 +399,7 @@ def run_render_map(ctx: Any, image: Volume, mask: Optional[Volume], **o: Any) ->
     filler = sdm_filler(net, labels_on_box(map_volume, image, mask, spec), guidance, s["steps"], s["jump_length"],
                         s["resample"], s["eta"])
     res = fill_region(image, mask, filler, spec, margin_mm=float(o.get("margin_mm", MARGIN_MM)),
-                      feather_mm=float(o.get("feather_mm", FEATHER_MM)), direction=o.get("direction", "up"),
+                      feather_mm=float(o.get("feather_mm", FEATHER_MM)), direction=o.get("direction", DIRECTION.default),
                       seed=int(o.get("seed", 0)), device=_device(net), progress=ctx.progress, cancel=ctx.cancel)
     if note:
         res.warnings.append(note)
