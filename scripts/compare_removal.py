@@ -76,8 +76,8 @@ def main() -> None:
                "palette": lambda img, m, s: palette_fill(net, img, m, steps, s)}
     report: dict = {"palette_model": net.card.get("name"), "palette_steps": steps, "window_hu": list(WINDOW)}
 
-    image = read_volume(sample_path("lung2", "image"))
-    tumour = read_volume(sample_path("lung2", "label")).array > 0
+    image = read_volume(sample_path(HELD_OUT_CASE, "image"))     # the real tumour and the held-out regions
+    tumour = read_volume(sample_path(HELD_OUT_CASE, "label")).array > 0
     around = ring(image, tumour)
     report["lung2_tumour"] = {"inside_before_hu": round(float(image.array[tumour].mean()), 1),
                               "ring_3_12mm_hu": round(float(image.array[around].mean()), 1)}
@@ -95,7 +95,6 @@ def main() -> None:
     montage_blocks(blocks, a.out / "lung2_tumour_removed.png")
 
     scores: dict = {n: {"psnr_db": [], "mae_hu": []} for n in methods}
-    image = read_volume(sample_path(HELD_OUT_CASE, "image"))
     held = np.zeros(image.shape[0], bool)
     held[::HELD_OUT_EVERY] = True
     ref = np.clip(image.array, *WINDOW)
